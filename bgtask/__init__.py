@@ -1,0 +1,30 @@
+"""Background tasks for WSGI: queue work in a view, run it after the response is sent.
+
+>>> from bgtask import BackgroundTaskMiddleware, get_background_tasks
+>>> def send_email(to: str) -> None: ...
+>>> def app(environ, start_response):
+...     get_background_tasks().add_task(send_email, "user@example.com")
+...     start_response("200 OK", [("Content-Type", "text/plain")])
+...     return [b"queued"]
+>>> app = BackgroundTaskMiddleware(app)
+"""
+
+from __future__ import annotations
+
+from ._collection import BackgroundTasks as BackgroundTasks
+from ._current import get_background_tasks as get_background_tasks
+from ._decorator import background as background
+from ._loop import drain as drain
+from ._loop import set_exit_timeout as set_exit_timeout
+from ._middleware import BackgroundTaskMiddleware as BackgroundTaskMiddleware
+from ._task import BackgroundTask as BackgroundTask
+
+__all__ = [
+    "BackgroundTask",
+    "BackgroundTaskMiddleware",
+    "BackgroundTasks",
+    "background",
+    "drain",
+    "get_background_tasks",
+    "set_exit_timeout",
+]

@@ -1,0 +1,287 @@
+"""The private event loop: one per process, in a native thread of its own, started lazily.
+
+Async tasks are handed to this loop and the calling (request) thread blocks until they
+finish. The loop is never shared with application code and never started in a process
+that runs no async task.
+
+Facts this module is built on (see WSGI_FACTS.md):
+
+* under gevent's monkey-patching the loop must be created *inside* a native thread;
+* after ``fork()`` an inherited loop looks alive but its thread is gone: the child forgets
+  it (``os.register_at_fork`` plus an owner-pid check) and starts its own;
+* coroutines still pending at interpreter exit are dropped silently unless drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextvars
+import importlib
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, Final
+
+__all__ = ["Step", "drain", "run_chain", "set_exit_timeout"]
+
+logger: Final = logging.getLogger("bgtask")
+
+#: What a chain runs next: a coroutine, the context to run it in, and a name for logs.
+Step = tuple[Coroutine[Any, Any, None], contextvars.Context, str]
+
+_DEFAULT_EXIT_TIMEOUT: Final = 10.0
+_exit_timeout: float | None = None
+#: How long, after the exit deadline, cancelled tasks get to unwind.
+_CANCEL_GRACE: Final = 2.0
+
+
+
+def _native(module: str, name: str) -> Any:
+    """The unpatched ``module.name``, even when gevent has monkey-patched it."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None:
+        return monkey.get_original(module, name)
+    return getattr(importlib.import_module(module), name)
+
+
+class _Runner:
+    """The loop of this process and its bookkeeping, touched only from the loop thread."""
+
+    __slots__ = ("active_chains", "idle_waiters", "in_flight", "loop", "pid")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pid = os.getpid()
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self.active_chains = 0
+        self.idle_waiters: list[concurrent.futures.Future[None]] = []
+
+    def chain_ended(self) -> None:
+        self.active_chains -= 1
+        if self.active_chains == 0 and self.idle_waiters:
+            waiters, self.idle_waiters = self.idle_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def notify_when_idle(self, waiter: concurrent.futures.Future[None]) -> None:
+        if self.active_chains == 0:
+            waiter.set_result(None)
+        else:
+            self.idle_waiters.append(waiter)
+
+
+_start_lock = _native("_thread", "allocate_lock")()
+_runner: _Runner | None = None
+_exit_hook_installed = False
+
+
+def _forget_in_child() -> None:
+    # The parent's loop thread does not exist here; its loop must never be used or closed.
+    global _runner, _start_lock
+    _runner = None
+    _start_lock = _native("_thread", "allocate_lock")()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
+def _serve(ready: Any, started: list[_Runner]) -> None:
+    # Created here, inside the native thread: a loop made elsewhere and run in this thread
+    # never completes its futures under gevent.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    started.append(_Runner(loop))
+    ready.release()
+    loop.run_forever()
+
+
+def _start() -> _Runner:
+    ready = _native("_thread", "allocate_lock")()
+    ready.acquire()
+    started: list[_Runner] = []
+    _native("_thread", "start_new_thread")(_serve, (ready, started))
+    ready.acquire()
+    _install_exit_hook()
+    return started[0]
+
+
+def _current_runner() -> _Runner | None:
+    """This process's runner, started on first use.
+
+    None when no thread can be started any more (Python 3.12+ refuses new threads once
+    the interpreter is finalizing): the caller then runs the work itself.
+    """
+    global _runner
+    runner = _runner
+    if runner is not None and runner.pid == os.getpid():
+        return runner
+    with _start_lock:
+        if _runner is None or _runner.pid != os.getpid():
+            try:
+                _runner = _start()
+            except RuntimeError:
+                return None
+        return _runner
+
+
+def _refuse_inside(loop: asyncio.AbstractEventLoop) -> None:
+    if asyncio._get_running_loop() is loop:
+        msg = (
+            "cannot wait on the bgtask loop from inside it (that would deadlock); "
+            "await the coroutine instead"
+        )
+        raise RuntimeError(msg)
+
+
+def run_chain(next_step: Callable[[], Step | None]) -> None:
+    """Run coroutines one after another on the private loop; block until the chain ends.
+
+    ``next_step`` is called in the loop thread before each coroutine and returns the next
+    one, or None to end the chain, so consecutive async tasks share a single hand-off.
+    """
+    runner = _current_runner()
+    if runner is None:
+        _run_chain_here(next_step)
+        return
+    loop = runner.loop
+    _refuse_inside(loop)
+    # threading.Lock is looked up now, not at import: under gevent it is the patched lock,
+    # so a waiting greenlet yields to the others instead of blocking its hub.
+    done = threading.Lock()
+    done.acquire()
+    errors: list[BaseException] = []
+
+    def advance(finished_task: asyncio.Task[None] | None = None) -> None:
+        if finished_task is not None:
+            runner.in_flight.discard(finished_task)
+        try:
+            step = next_step()
+        except BaseException as exc:  # re-raised in the waiting thread
+            errors.append(exc)
+            step = None
+        if step is None:
+            runner.chain_ended()
+            done.release()
+            return
+        coroutine, context, name = step
+        task = loop.create_task(coroutine, name=name, context=context)
+        runner.in_flight.add(task)
+        task.add_done_callback(advance)
+
+    def begin() -> None:
+        runner.active_chains += 1
+        advance()
+
+    loop.call_soon_threadsafe(begin)
+    done.acquire()
+    if errors:
+        raise errors[0]
+
+
+def _run_chain_here(next_step: Callable[[], Step | None]) -> None:
+    """When the loop cannot start (interpreter exit): run the chain on a loop of our own."""
+
+    async def drive() -> None:
+        loop = asyncio.get_running_loop()
+        while (step := next_step()) is not None:
+            coroutine, context, name = step
+            await loop.create_task(coroutine, name=name, context=context)
+
+    asyncio.run(drive())
+
+
+def drain(timeout: float | None = None) -> bool:
+    """Wait until the private loop has no pending work; True when it all finished in time.
+
+    Returns at once when no async task ever ran in this process.
+
+    >>> drain(timeout=5.0)
+    True
+    """
+    runner = _runner
+    if runner is None or runner.pid != os.getpid():
+        return True
+    return _wait_idle(runner, timeout)
+
+
+def _wait_idle(runner: _Runner, timeout: float | None) -> bool:
+    _refuse_inside(runner.loop)
+    idle: concurrent.futures.Future[None] = concurrent.futures.Future()
+    runner.loop.call_soon_threadsafe(runner.notify_when_idle, idle)
+    try:
+        idle.result(timeout)
+    except concurrent.futures.TimeoutError:
+        return False
+    return True
+
+
+def set_exit_timeout(seconds: float) -> None:
+    """Set how long interpreter exit waits for pending async tasks (default 10 s).
+
+    Keep it under gunicorn's ``graceful_timeout`` so the drain ends before SIGKILL.
+    The environment variable ``BGTASK_EXIT_TIMEOUT`` sets the same, in seconds.
+
+    >>> set_exit_timeout(10.0)
+    """
+    global _exit_timeout
+    if seconds < 0:
+        msg = f"the exit timeout must be zero or more seconds, got {seconds}"
+        raise ValueError(msg)
+    _exit_timeout = seconds
+
+
+def _exit_deadline() -> float:
+    if _exit_timeout is not None:
+        return _exit_timeout
+    configured = os.environ.get("BGTASK_EXIT_TIMEOUT")
+    if configured:
+        try:
+            return max(0.0, float(configured))
+        except ValueError:
+            logger.warning("ignoring BGTASK_EXIT_TIMEOUT=%r: not a number", configured)
+    return _DEFAULT_EXIT_TIMEOUT
+
+
+def _cancel_in_flight(runner: _Runner) -> None:
+    names = sorted(task.get_name() for task in runner.in_flight)
+    if names:
+        logger.error(
+            "bgtask: exit deadline passed, cancelling %d async task(s): %s",
+            len(names),
+            ", ".join(names),
+        )
+    for task in list(runner.in_flight):
+        task.cancel()
+
+
+def _drain_at_exit() -> None:
+    # The loop is left running (a daemon thread): a request thread that hands it work
+    # while we drain must never wait on a loop that was stopped under it.
+    runner = _runner
+    if runner is None or runner.pid != os.getpid():
+        return
+    if not _wait_idle(runner, _exit_deadline()):
+        runner.loop.call_soon_threadsafe(_cancel_in_flight, runner)
+        _wait_idle(runner, _CANCEL_GRACE)
+
+
+def _install_exit_hook() -> None:
+    global _exit_hook_installed
+    if _exit_hook_installed:
+        return
+    _exit_hook_installed = True
+    # threading's own exit hooks run before non-daemon threads are joined and before the
+    # standard executors refuse new work (3.12+), so tasks being drained can still use them.
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(_drain_at_exit)
+            return
+        except RuntimeError:
+            pass  # already shutting down
+    atexit.register(_drain_at_exit)

@@ -1,0 +1,166 @@
+"""The WSGI layer: a fresh collection per request, run when the server closes the response."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Final
+
+from ._collection import BackgroundTasks, Item
+from ._current import ENVIRON_KEY, current_tasks
+from ._task import BackgroundTask
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["BackgroundTaskMiddleware", "discard_tasks", "run_after_close"]
+
+logger: Final = logging.getLogger("bgtask")
+
+
+class BackgroundTaskMiddleware:
+    """Runs each request's background tasks after the server has sent the response.
+
+    Every request gets a fresh :class:`BackgroundTasks` in ``environ["bgtask.tasks"]``
+    (also returned by :func:`get_background_tasks`). The tasks run in the response's
+    ``close()``, which a WSGI server calls once the whole body is written. If the app
+    raises, its tasks are discarded with a warning and the exception propagates unchanged.
+    Nested middlewares share one collection: the outermost runs it, once.
+
+    >>> from wsgiref.simple_server import demo_app
+    >>> app = BackgroundTaskMiddleware(demo_app)
+    """
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self.app = app
+
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        tasks = environ.get(ENVIRON_KEY)
+        if tasks is not None:
+            # An outer middleware owns this request's collection and will run it.
+            token = current_tasks.set(tasks)
+            try:
+                return self.app(environ, start_response)
+            finally:
+                current_tasks.reset(token)
+        tasks = BackgroundTasks.for_request()
+        environ[ENVIRON_KEY] = tasks
+        token = current_tasks.set(tasks)
+        try:
+            app_iter = self.app(environ, start_response)
+        except BaseException as exc:
+            discard_tasks(tasks, f"the application raised {type(exc).__name__}")
+            raise
+        finally:
+            current_tasks.reset(token)
+        return run_after_close(app_iter, tasks, environ)
+
+
+def run_after_close(
+    app_iter: Iterable[bytes], tasks: BackgroundTasks, environ: WSGIEnvironment
+) -> Iterable[bytes]:
+    """Return ``app_iter`` made to run ``tasks`` in its ``close()``.
+
+    An instance of the server's ``wsgi.file_wrapper`` is returned itself, its ``close``
+    chained, so the server keeps its sendfile path; anything else is wrapped.
+    """
+    file_wrapper = environ.get("wsgi.file_wrapper")
+    if isinstance(file_wrapper, type) and isinstance(app_iter, file_wrapper):
+        closing = _ClosingIterable(app_iter, tasks)
+        try:
+            app_iter.close = closing.close  # type: ignore[attr-defined]
+        except AttributeError:
+            pass  # a wrapper with __slots__: wrapping it is all we can do
+        else:
+            return app_iter
+    if hasattr(type(app_iter), "__len__"):
+        return _SizedClosingIterable(app_iter, tasks)
+    return _ClosingIterable(app_iter, tasks)
+
+
+def discard_tasks(tasks: BackgroundTasks, reason: str) -> None:
+    """Drop a request's tasks without running them, with one warning naming them."""
+    items = tasks.discard()
+    if items:
+        names = _names(items)
+        logger.warning(
+            "discarded %d background task(s) because %s: %s", len(names), reason, ", ".join(names)
+        )
+
+
+def _names(items: list[Item]) -> list[str]:
+    names: list[str] = []
+    for item in items:
+        if isinstance(item, BackgroundTask):
+            names.append(item.name)
+        else:
+            names.extend(_names(item.tasks))
+    return names
+
+
+class _ClosingIterable:
+    """The app's response iterable, whose ``close()`` then runs the request's tasks."""
+
+    __slots__ = ("_app_close", "_app_iter", "_body_failed", "_closed", "_iterator", "_tasks")
+
+    def __init__(self, app_iter: Iterable[bytes], tasks: BackgroundTasks) -> None:
+        self._app_iter = app_iter
+        self._app_close = getattr(app_iter, "close", None)
+        self._tasks = tasks
+        self._body_failed = False
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        app_iter = self._app_iter
+        if type(app_iter) is list or type(app_iter) is tuple:
+            return iter(app_iter)  # cannot raise mid-body: no per-chunk wrapper needed
+        self._iterator = iter(app_iter)
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self._iterator)
+        except StopIteration:
+            raise
+        except BaseException:
+            self._body_failed = True
+            raise
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        app_close = self._app_close
+        try:
+            if app_close is not None:
+                app_close()
+        finally:
+            # A task failure is logged, never raised: a raise from close() makes gunicorn
+            # drop the keep-alive connection and the request already sent on it.
+            if self._body_failed:
+                discard_tasks(self._tasks, "the response body raised")
+            else:
+                self._tasks.run_for_request()
+
+    def __del__(self) -> None:
+        if not self._closed and not self._tasks.is_empty():
+            logger.warning(
+                "a response was garbage-collected without close(): its %d background "
+                "task(s) did not run. WSGI servers close responses; Werkzeug's and Flask's "
+                "test clients do not: see bgtask.testing.closing_client",
+                len(self._tasks.discard()),
+            )
+
+
+class _SizedClosingIterable(_ClosingIterable):
+    """Keeps ``len()`` of the app's iterable: wsgiref sets Content-Length from it."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self._app_iter)  # type: ignore[arg-type]

@@ -1,0 +1,89 @@
+"""Helpers for testing apps that queue background tasks.
+
+Werkzeug's ``Client`` and Flask's ``test_client()`` do not close responses, and tasks run
+in ``close()``: without :func:`closing_client` they silently never run in tests.
+"""
+
+from __future__ import annotations
+
+import functools
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+from ._recording import recorders
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from ._task import BackgroundTask
+
+__all__ = ["CapturedTasks", "QueuedTask", "capture_tasks", "closing_client"]
+
+C = TypeVar("C")
+
+
+def closing_client(client: C) -> C:
+    """Make a Werkzeug or Flask test client close every response it returns.
+
+    Each request's background tasks then run before ``client.get(...)`` returns, as they
+    would under a real server after the response was sent. Returns the same client.
+
+    >>> from flask import Flask
+    >>> client = closing_client(Flask(__name__).test_client())
+    """
+    open_request = client.open  # type: ignore[attr-defined]
+    # buffered=True makes Werkzeug read the whole body and call close(); an explicit
+    # buffered=False in a call still wins, for tests of streaming.
+    client.open = functools.partial(open_request, buffered=True)  # type: ignore[attr-defined]
+    return client
+
+
+class QueuedTask(NamedTuple):
+    """A task a request queued: its function and arguments, as given to ``add_task``."""
+
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+class CapturedTasks(list[QueuedTask]):
+    """The tasks queued during a :func:`capture_tasks` block, in order."""
+
+    @property
+    def funcs(self) -> list[Callable[..., Any]]:
+        """The queued functions, in order."""
+        return [queued.func for queued in self]
+
+    def queued(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> bool:
+        """Whether ``func(*args, **kwargs)`` was queued."""
+        return QueuedTask(func, args, kwargs) in self
+
+
+class _Recorder:
+    __slots__ = ("run", "tasks")
+
+    def __init__(self, run: bool) -> None:
+        self.run = run
+        self.tasks = CapturedTasks()
+
+    def record(self, task: BackgroundTask) -> None:
+        self.tasks.append(QueuedTask(task.func, task.args, dict(task.kwargs)))
+
+
+@contextmanager
+def capture_tasks(*, run: bool = True) -> Iterator[CapturedTasks]:
+    """Record every task that requests queue during the block, in order.
+
+    With ``run=False`` the tasks of requests started in the block are recorded but not run.
+
+    >>> with capture_tasks(run=False) as queued:
+    ...     pass  # client.post("/signup", data={"email": "a@b.c"})
+    >>> queued.funcs
+    []
+    """
+    recorder = _Recorder(run)
+    recorders.append(recorder)
+    try:
+        yield recorder.tasks
+    finally:
+        recorders.remove(recorder)

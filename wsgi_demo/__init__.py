@@ -1,0 +1,1 @@
+"""The bgtask demo app (a plain WSGI placeholder until the Flask demo lands)."""

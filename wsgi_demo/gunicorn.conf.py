@@ -1,0 +1,10 @@
+"""gunicorn settings for ``make demo``: gthread workers on 127.0.0.1:8000."""
+
+bind = "127.0.0.1:8000"
+worker_class = "gthread"
+workers = 2
+threads = 4
+# bgtask drains async tasks at exit for up to 10 s: keep the graceful timeout above that.
+graceful_timeout = 15
+accesslog = "-"
+loglevel = "info"
