@@ -155,10 +155,16 @@ class BackgroundTasks:
 
     def run_for_request(self) -> None:
         """Run a request's tasks once, unless a ``capture_tasks(run=False)`` suppresses them."""
-        if self._runs:
-            self.run()
-        else:
+        if not self._runs:
             self.discard()
+            return
+        if not self.tasks and not self._tail:
+            # Nothing queued, the common case: seal without entering the run loop.
+            with _seal_lock:
+                if not self.tasks and not self._tail:
+                    self._sealed = True
+                    return
+        self.run()
 
     def discard(self) -> list[Item]:
         """Seal the collection without running it; return what it held."""

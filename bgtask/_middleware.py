@@ -110,7 +110,8 @@ class _ClosingIterable:
 
     def __init__(self, app_iter: Iterable[bytes], tasks: BackgroundTasks) -> None:
         self._app_iter = app_iter
-        self._app_close = getattr(app_iter, "close", None)
+        # A list (most responses) has no close(): skip the failing attribute lookup.
+        self._app_close = None if type(app_iter) is list else getattr(app_iter, "close", None)
         self._tasks = tasks
         self._body_failed = False
         self._closed = False
