@@ -135,9 +135,11 @@ def check_arguments(
             kwargs = {**target.keywords, **kwargs}
             target = target.func
         elif bound == 0 and not isinstance(target, type):
-            call = getattr(kind, "__call__", None)  # noqa: B004 (the class's, not callable())
+            call = inspect.getattr_static(kind, "__call__", None)
             if type(call) is types.FunctionType:
                 return _check_function(call, 1, len(args), kwargs)
+            if isinstance(call, staticmethod) and type(call.__func__) is types.FunctionType:
+                return _check_function(call.__func__, 0, len(args), kwargs)
             return _check_with_signature(target, args, kwargs)
         else:
             return _check_with_signature(target, args, kwargs)

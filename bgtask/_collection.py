@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Final, ParamSpec, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeAlias
 
 from . import _loop
 from ._recording import recorders
@@ -12,15 +12,26 @@ from ._task import FAILED, BackgroundTask, Outcome
 
 if TYPE_CHECKING:
     import contextvars
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Container, Iterable, Iterator
+    from contextlib import AbstractContextManager
 
-__all__ = ["RESPONSE_STAGE", "ROUTE_STAGE", "BackgroundTasks", "Item", "check_item"]
+__all__ = [
+    "RESPONSE_STAGE",
+    "ROUTE_STAGE",
+    "Around",
+    "BackgroundTasks",
+    "Item",
+    "check_item",
+    "names_of",
+]
 
 P = ParamSpec("P")
 
 logger: Final = logging.getLogger("bgtask")
 
 Item: TypeAlias = "BackgroundTask | BackgroundTasks"
+#: Given a request's collection, a context manager to enter while it runs.
+Around: TypeAlias = "Callable[[BackgroundTasks], AbstractContextManager[object]]"
 
 #: Where attached tasks run, after everything the request queued: first the response's
 #: ``background``, then a route decorator's fixed tasks.
@@ -52,7 +63,7 @@ class BackgroundTasks:
     >>> tasks()
     """
 
-    __slots__ = ("_request", "_runs", "_sealed", "_tail", "continue_on_error", "tasks")
+    __slots__ = ("_around", "_request", "_runs", "_sealed", "_tail", "continue_on_error", "tasks")
 
     def __init__(
         self, tasks: Iterable[Item] | None = None, *, continue_on_error: bool = False
@@ -70,6 +81,8 @@ class BackgroundTasks:
         self._tail: list[tuple[int, Item]] | None = None
         #: False while a ``capture_tasks(run=False)`` block suppresses this collection.
         self._runs = True
+        #: Entered around a request's run, set by an integration (Flask's app context).
+        self._around: Around | None = None
 
     def add_task(self, func: Callable[P, object], /, *args: P.args, **kwargs: P.kwargs) -> None:
         """Queue ``func(*args, **kwargs)``; raises ``TypeError`` now if they cannot bind.
@@ -154,7 +167,10 @@ class BackgroundTasks:
                 failed = True
 
     def run_for_request(self) -> None:
-        """Run a request's tasks once, unless a ``capture_tasks(run=False)`` suppresses them."""
+        """Run a request's tasks once, unless a ``capture_tasks(run=False)`` suppresses them.
+
+        Never raises an ``Exception``: this runs inside a server's ``close()``.
+        """
         if not self._runs:
             self.discard()
             return
@@ -164,7 +180,46 @@ class BackgroundTasks:
                 if not self.tasks and not self._tail:
                     self._sealed = True
                     return
-        self.run()
+        around = self._around
+        if around is None:
+            self.run()
+            return
+        entered = False
+        try:
+            with around(self):
+                entered = True
+                self.run()
+        except Exception:
+            if entered:
+                logger.exception("bgtask: leaving the context around the background tasks failed")
+            else:
+                names = ", ".join(names_of(self.discard()))
+                logger.exception(
+                    "bgtask: entering the context around the background tasks failed; "
+                    "not run: %s",
+                    names,
+                )
+
+    def run_inside(self, around: Around) -> None:
+        """Run this request's tasks inside ``around(self)`` (an integration's hook).
+
+        The Flask integration uses it to push a fresh app context around the tasks.
+        """
+        self._around = around
+
+    def rebase(
+        self, base: contextvars.Context, exclude: Container[contextvars.ContextVar[Any]]
+    ) -> None:
+        """Make each pending task run in a copy of ``base`` plus the variables it captured.
+
+        Variables in ``exclude`` are not carried over: the Flask integration drops Flask's
+        own request and app context variables this way, so a task sees the fresh app
+        context pushed around it and no stale request.
+        """
+        with _seal_lock:
+            self.tasks[:] = [_rebased(item, base, exclude) for item in self.tasks]
+            if self._tail:
+                self._tail = [(stage, _rebased(item, base, exclude)) for stage, item in self._tail]
 
     def discard(self) -> list[Item]:
         """Seal the collection without running it; return what it held."""
@@ -257,6 +312,35 @@ def check_item(item: object) -> None:
 
 def _stage(entry: tuple[int, Item]) -> int:
     return entry[0]
+
+
+def names_of(items: Iterable[Item]) -> list[str]:
+    names: list[str] = []
+    for item in items:
+        if isinstance(item, BackgroundTask):
+            names.append(item.name)
+        else:
+            names.extend(names_of(item.tasks))
+    return names
+
+
+def _rebased(
+    item: Item, base: contextvars.Context, exclude: Container[contextvars.ContextVar[Any]]
+) -> Item:
+    if isinstance(item, BackgroundTasks):
+        return BackgroundTasks(
+            [_rebased(inner, base, exclude) for inner in item.tasks],
+            continue_on_error=item.continue_on_error,
+        )
+    carried = [(var, value) for var, value in item.context.items() if var not in exclude]
+    context = base.copy()
+    context.run(_set_all, carried)
+    return item.in_context(context)
+
+
+def _set_all(assignments: list[tuple[contextvars.ContextVar[Any], Any]]) -> None:
+    for var, value in assignments:
+        var.set(value)
 
 
 def _name(item: Item) -> str:

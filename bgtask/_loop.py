@@ -20,6 +20,7 @@ import concurrent.futures
 import contextvars
 import importlib
 import logging
+import math
 import os
 import sys
 import threading
@@ -49,30 +50,46 @@ def _native(module: str, name: str) -> Any:
 
 
 class _Runner:
-    """The loop of this process and its bookkeeping, touched only from the loop thread."""
+    """The loop of this process and what it has pending."""
 
-    __slots__ = ("active_chains", "idle_waiters", "in_flight", "loop", "pid")
+    __slots__ = ("active_chains", "idle_waiters", "in_flight", "lock", "loop", "pid")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.pid = os.getpid()
+        #: The running asyncio tasks, touched only in the loop thread.
         self.in_flight: set[asyncio.Task[None]] = set()
+        # Counted from the submitting thread, so drain() can answer without a round trip
+        # through a loop that may be busy. A native lock: the loop thread takes it too.
+        self.lock = _native("_thread", "allocate_lock")()
         self.active_chains = 0
         self.idle_waiters: list[concurrent.futures.Future[None]] = []
 
-    def chain_ended(self) -> None:
-        self.active_chains -= 1
-        if self.active_chains == 0 and self.idle_waiters:
-            waiters, self.idle_waiters = self.idle_waiters, []
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+    def chain_started(self) -> None:
+        with self.lock:
+            self.active_chains += 1
 
-    def notify_when_idle(self, waiter: concurrent.futures.Future[None]) -> None:
-        if self.active_chains == 0:
-            waiter.set_result(None)
-        else:
-            self.idle_waiters.append(waiter)
+    def chain_ended(self) -> None:
+        with self.lock:
+            self.active_chains -= 1
+            if self.active_chains or not self.idle_waiters:
+                return
+            waiters, self.idle_waiters = self.idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def wait_idle(self, timeout: float | None) -> bool:
+        with self.lock:
+            if self.active_chains == 0:
+                return True
+            idle: concurrent.futures.Future[None] = concurrent.futures.Future()
+            self.idle_waiters.append(idle)
+        try:
+            idle.result(timeout)
+        except concurrent.futures.TimeoutError:
+            return False
+        return True
 
 
 _start_lock = _native("_thread", "allocate_lock")()
@@ -173,11 +190,8 @@ def run_chain(next_step: Callable[[], Step | None]) -> None:
         runner.in_flight.add(task)
         task.add_done_callback(advance)
 
-    def begin() -> None:
-        runner.active_chains += 1
-        advance()
-
-    loop.call_soon_threadsafe(begin)
+    runner.chain_started()
+    loop.call_soon_threadsafe(advance)
     done.acquire()
     if errors:
         raise errors[0]
@@ -211,13 +225,9 @@ def drain(timeout: float | None = None) -> bool:
 
 def _wait_idle(runner: _Runner, timeout: float | None) -> bool:
     _refuse_inside(runner.loop)
-    idle: concurrent.futures.Future[None] = concurrent.futures.Future()
-    runner.loop.call_soon_threadsafe(runner.notify_when_idle, idle)
-    try:
-        idle.result(timeout)
-    except concurrent.futures.TimeoutError:
-        return False
-    return True
+    if timeout is not None and not timeout < threading.TIMEOUT_MAX:
+        timeout = None  # infinity (or more than a lock can wait): no deadline
+    return runner.wait_idle(timeout)
 
 
 def set_exit_timeout(seconds: float) -> None:
@@ -229,7 +239,7 @@ def set_exit_timeout(seconds: float) -> None:
     >>> set_exit_timeout(10.0)
     """
     global _exit_timeout
-    if seconds < 0:
+    if not seconds >= 0:  # also refuses NaN
         msg = f"the exit timeout must be zero or more seconds, got {seconds}"
         raise ValueError(msg)
     _exit_timeout = seconds
@@ -241,9 +251,12 @@ def _exit_deadline() -> float:
     configured = os.environ.get("BGTASK_EXIT_TIMEOUT")
     if configured:
         try:
-            return max(0.0, float(configured))
+            seconds = float(configured)
         except ValueError:
-            logger.warning("ignoring BGTASK_EXIT_TIMEOUT=%r: not a number", configured)
+            seconds = math.nan
+        if seconds >= 0:
+            return seconds
+        logger.warning("ignoring BGTASK_EXIT_TIMEOUT=%r: not a number of seconds", configured)
     return _DEFAULT_EXIT_TIMEOUT
 
 
@@ -275,6 +288,10 @@ def _install_exit_hook() -> None:
     if _exit_hook_installed:
         return
     _exit_hook_installed = True
+    # threading runs its exit hooks last-registered first. Importing the executors' module
+    # now registers their shutdown before our drain, so it runs after it: a task being
+    # drained can still use asyncio.to_thread and run_in_executor.
+    import concurrent.futures.thread  # noqa: F401
     # threading's own exit hooks run before non-daemon threads are joined and before the
     # standard executors refuse new work (3.12+), so tasks being drained can still use them.
     register = getattr(threading, "_register_atexit", None)

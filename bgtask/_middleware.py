@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Final
 
-from ._collection import BackgroundTasks, Item
+from ._collection import BackgroundTasks, names_of
 from ._current import ENVIRON_KEY, current_tasks
-from ._task import BackgroundTask
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -87,20 +86,10 @@ def discard_tasks(tasks: BackgroundTasks, reason: str) -> None:
     """Drop a request's tasks without running them, with one warning naming them."""
     items = tasks.discard()
     if items:
-        names = _names(items)
+        names = names_of(items)
         logger.warning(
             "discarded %d background task(s) because %s: %s", len(names), reason, ", ".join(names)
         )
-
-
-def _names(items: list[Item]) -> list[str]:
-    names: list[str] = []
-    for item in items:
-        if isinstance(item, BackgroundTask):
-            names.append(item.name)
-        else:
-            names.extend(_names(item.tasks))
-    return names
 
 
 class _ClosingIterable:
@@ -154,7 +143,7 @@ class _ClosingIterable:
                 "a response was garbage-collected without close(): its %d background "
                 "task(s) did not run. WSGI servers close responses; Werkzeug's and Flask's "
                 "test clients do not: see bgtask.testing.closing_client",
-                len(self._tasks.discard()),
+                len(names_of(self._tasks.discard())),
             )
 
 

@@ -120,6 +120,10 @@ class BackgroundTask:
         except Exception:
             context.run(_log_failure, self)
             return FAILED
+        except asyncio.CancelledError:
+            # An awaited coroutine was cancelled: a failure of this task, not a process exit.
+            context.run(_log_failure, self)
+            return FAILED
         except BaseException as exc:
             return exc
         if debug:
@@ -152,7 +156,9 @@ async def _logged(task: BackgroundTask, outcomes: list[Outcome]) -> None:
         outcomes.append(FAILED)
         return
     except asyncio.CancelledError:
-        outcomes.append(FAILED)  # cut at the exit deadline, logged by name there
+        # Cut at the exit deadline, or cancelled by its own code: a failure either way.
+        logger.error("background task %s was cancelled", task.name)
+        outcomes.append(FAILED)
         return
     except BaseException as exc:
         outcomes.append(exc)

@@ -39,7 +39,11 @@ def closing_client(client: C) -> C:
 
 
 class QueuedTask(NamedTuple):
-    """A task a request queued: its function and arguments, as given to ``add_task``."""
+    """A task a request queued: its function and arguments, as given to ``add_task``.
+
+    >>> QueuedTask(print, ("a@b.c",), {})
+    QueuedTask(func=<built-in function print>, args=('a@b.c',), kwargs={})
+    """
 
     func: Callable[..., Any]
     args: tuple[Any, ...]
@@ -47,7 +51,12 @@ class QueuedTask(NamedTuple):
 
 
 class CapturedTasks(list[QueuedTask]):
-    """The tasks queued during a :func:`capture_tasks` block, in order."""
+    """The tasks queued during a :func:`capture_tasks` block, in order.
+
+    >>> queued = CapturedTasks([QueuedTask(print, ("a@b.c",), {"sep": ""})])
+    >>> queued.funcs == [print], queued.queued(print, "a@b.c", sep="")
+    (True, True)
+    """
 
     @property
     def funcs(self) -> list[Callable[..., Any]]:
