@@ -221,11 +221,16 @@ class BackgroundTasks:
             if self._tail:
                 self._tail = [(stage, _rebased(item, base, exclude)) for stage, item in self._tail]
 
-    def discard(self) -> list[Item]:
-        """Seal the collection without running it; return what it held."""
+    def discard(self, *, seal: bool = True) -> list[Item]:
+        """Drop everything pending and return it; sealed, nothing more can be queued.
+
+        With ``seal=False`` the collection stays open: an error handler that runs after a
+        failed view may still queue tasks of its own.
+        """
         with _seal_lock:
-            self._sealed = True
+            self._sealed = self._sealed or seal
             items = self.tasks + [item for _, item in sorted(self._tail or (), key=_stage)]
+            self.tasks.clear()
             self._tail = None
         return items
 

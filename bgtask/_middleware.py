@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import TYPE_CHECKING, Final
 
 from ._collection import BackgroundTasks, names_of
@@ -35,6 +36,11 @@ class BackgroundTaskMiddleware:
 
     def __init__(self, app: WSGIApplication) -> None:
         self.app = app
+        if "werkzeug.wrappers" in sys.modules:
+            # Werkzeug is in use: let its responses carry ``background`` (bgtask.werkzeug).
+            from .werkzeug import enable_response_background
+
+            enable_response_background()
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
@@ -82,9 +88,9 @@ def run_after_close(
     return _ClosingIterable(app_iter, tasks)
 
 
-def discard_tasks(tasks: BackgroundTasks, reason: str) -> None:
+def discard_tasks(tasks: BackgroundTasks, reason: str, *, seal: bool = True) -> None:
     """Drop a request's tasks without running them, with one warning naming them."""
-    items = tasks.discard()
+    items = tasks.discard(seal=seal)
     if items:
         names = names_of(items)
         logger.warning(
