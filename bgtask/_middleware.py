@@ -80,9 +80,8 @@ def run_after_close(
         try:
             app_iter.close = closing.close  # type: ignore[attr-defined]
         except AttributeError:
-            pass  # a wrapper with __slots__: wrapping it is all we can do
-        else:
-            return app_iter
+            return closing  # a wrapper with __slots__: wrapping it is all we can do
+        return app_iter
     if hasattr(type(app_iter), "__len__"):
         return _SizedClosingIterable(app_iter, tasks)
     return _ClosingIterable(app_iter, tasks)
@@ -149,7 +148,7 @@ class _ClosingIterable:
                 "a response was garbage-collected without close(): its %d background "
                 "task(s) did not run. WSGI servers close responses; Werkzeug's and Flask's "
                 "test clients do not: see bgtask.testing.closing_client",
-                len(names_of(self._tasks.discard())),
+                len(names_of(self._tasks.tasks)),
             )
 
 
