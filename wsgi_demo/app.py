@@ -1,48 +1,255 @@
-"""A plain WSGI app whose requests queue a background task, served by ``make demo``.
+"""The bgtask demo: the seeds' endpoints in Flask, with a timeline of what ran when.
 
-``curl -i http://127.0.0.1:8000/send-notification/you@example.com`` answers at once; the
-server log shows the task running afterwards.
+Every request records timestamped events (request received, task queued, response sent,
+task started, task finished, task failed or skipped) to a shared log; ``GET /`` draws the
+recent requests as a timeline, so you can see each response leave before its tasks ran.
+Served by ``make demo`` (gunicorn, gthread workers, http://127.0.0.1:8000).
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
+import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from bgtask import BackgroundTaskMiddleware, get_background_tasks
+from flask import Blueprint, Flask, Response, jsonify, make_response, render_template, request
+
+from bgtask import BackgroundTask, BackgroundTasks, background, get_background_tasks
+from bgtask.flask import BgTask
+
+from .events import as_dict, recent_requests, record, request_id
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-logger = logging.getLogger("wsgi_demo")
+#: How long the demo's slow tasks take, so the gap after the response is visible.
+TASK_SECONDS = float(os.environ.get("BGTASK_DEMO_TASK_SECONDS", "0.5"))
+
+_request_numbers = itertools.count(1)
+
+
+def _queued(func: Any, *args: Any, **kwargs: Any) -> None:
+    """Queue a task on the request's collection and record that it was queued."""
+    get_background_tasks().add_task(func, *args, **kwargs)
+    record("task queued", func.__name__)
+
+
+# -- the tasks: each records when it starts and finishes -----------------------------------
 
 
 def write_notification(email: str, message: str = "") -> None:
-    """Pretend to send a notification, slowly, after the response has gone out."""
-    time.sleep(0.5)
-    logger.warning("notification sent (%d characters)", len(email) + len(message))
+    """FastAPI's example task (sync): pretend to send a notification."""
+    record("task started", "write_notification")
+    time.sleep(TASK_SECONDS)  # the task's own slow work (SMTP, an API call)
+    record("task finished", f"write_notification: notification for {len(email)}-char address")
 
 
-def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-    """``/send-notification/<email>`` queues a task; anything else says how to use it."""
-    path: str = environ.get("PATH_INFO", "/")
-    prefix = "/send-notification/"
-    if path.startswith(prefix):
-        get_background_tasks().add_task(
-            write_notification, path[len(prefix) :], message="some notification"
+async def notify_user(email: str) -> None:
+    """Esmerald's example task (async)."""
+    record("task started", "notify_user")
+    await asyncio.sleep(TASK_SECONDS)
+    record("task finished", "notify_user")
+
+
+async def send_welcome_email(email: str) -> None:
+    """Ellar's example task (async)."""
+    record("task started", "send_welcome_email")
+    await asyncio.sleep(TASK_SECONDS)
+    record("task finished", "send_welcome_email")
+
+
+def write_log_sync() -> None:
+    """Esmerald's sync example task."""
+    record("task started", "write_log_sync")
+    record("task finished", "write_log_sync")
+
+
+def flaky_task() -> None:
+    """A task that fails: the ones after it in its request are skipped."""
+    record("task started", "flaky_task")
+    raise RuntimeError("the SMTP server said no")
+
+
+class EmailService:
+    """The injected service of the FastAPI layout seed (prints instead of sending)."""
+
+    async def send_email(self, to_email: str, subject: str, body: str) -> None:
+        await asyncio.sleep(TASK_SECONDS)
+
+
+class EmailTasks:
+    """Tasks organised by domain, with an injected service (FastAPI layout seed)."""
+
+    def __init__(self, email_service: EmailService) -> None:
+        self.email_service = email_service
+
+    async def send_welcome_email(self, user_email: str) -> None:
+        record("task started", "EmailTasks.send_welcome_email")
+        await self.email_service.send_email(
+            to_email=user_email, subject="Welcome!", body="Welcome to our service"
         )
-        body = b'{"message": "Notification sent in the background"}\n'
-        content_type = "application/json"
-    else:
-        body = b"try /send-notification/you@example.com\n"
-        content_type = "text/plain"
-    start_response(
-        "200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body)))]
-    )
-    return [body]
+        record("task finished", "EmailTasks.send_welcome_email")
 
 
-app = BackgroundTaskMiddleware(application)
+def get_email_tasks() -> EmailTasks:
+    """The provider a FastAPI app would use with Depends."""
+    return EmailTasks(EmailService())
+
+
+# -- the app ---------------------------------------------------------------------------
+
+
+class _RecordResponseSent:
+    """Records 'response sent' when the server closes the response, before bgtask's tasks.
+
+    Installed inside bgtask's middleware: the server calls close() once the body is
+    written, and bgtask closes the app's iterable first, then runs the tasks.
+    """
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self.app = app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        body = self.app(environ, start_response)
+        rid = environ.get("bgtask_demo.request_id", "-")
+        return _Closing(body, rid)
+
+
+class _Closing:
+    def __init__(self, body: Iterable[bytes], rid: str) -> None:
+        self.body, self.rid = body, rid
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.body)
+
+    def close(self) -> None:
+        close = getattr(self.body, "close", None)
+        if close is not None:
+            close()
+        if self.rid != "-":
+            token = request_id.set(self.rid)
+            try:
+                record("response sent")
+            finally:
+                request_id.reset(token)
+
+
+class _RecordFailures(logging.Handler):
+    """Turns bgtask's failure and skip log lines into timeline events."""
+
+    def emit(self, log_record: logging.LogRecord) -> None:
+        message = log_record.getMessage()
+        if " skipped:" in message:
+            record("task skipped", message)
+        elif message.endswith(" failed"):
+            record("task failed", message)
+
+
+def create_app() -> Flask:
+    """Build the demo app."""
+    app = Flask(__name__)
+    app.wsgi_app = _RecordResponseSent(app.wsgi_app)  # type: ignore[method-assign]
+    BgTask(app)
+    logging.getLogger("bgtask").addHandler(_RecordFailures(level=logging.WARNING))
+
+    @app.before_request
+    def start_request() -> None:
+        if request.endpoint in (None, "timeline", "events_json", "static"):
+            return
+        rid = f"{os.getpid()}-{next(_request_numbers)}"
+        request.environ["bgtask_demo.request_id"] = rid
+        request_id.set(rid)
+        record("request received", path=request.path)
+
+    # FastAPI: injected BackgroundTasks, positional and keyword arguments.
+    @app.route("/send-notification/<email>", methods=["GET", "POST"])
+    def send_notification(email: str, background_tasks: BackgroundTasks) -> Any:
+        background_tasks.add_task(write_notification, email, message="some notification")
+        record("task queued", "write_notification")
+        return {"message": "Notification sent in the background"}
+
+    # Esmerald: a route decorator's fixed task.
+    @app.get("/send-notification")
+    @background(BackgroundTask(notify_user, "user@example.com"))
+    def scheduled() -> Any:
+        record("task queued", "notify_user (route decorator)")
+        return {"message": "Scheduled"}
+
+    @app.get("/log")
+    @background(BackgroundTasks(tasks=[BackgroundTask(write_log_sync)]))
+    def log() -> Any:
+        record("task queued", "write_log_sync (route decorator)")
+        return {"message": "logged"}
+
+    # Ellar: the response's background, under a blueprint.
+    ellar = Blueprint("ellar", __name__, url_prefix="/background-test")
+
+    @ellar.route("/signup", methods=["GET", "POST"])
+    def sign_up() -> Response:
+        email = request.values.get("email", "user@example.com")
+        response = make_response({"status": "Signup successful"})
+        response.background = BackgroundTask(send_welcome_email, email=email)  # type: ignore[attr-defined]
+        record("task queued", "send_welcome_email (response.background)")
+        return response
+
+    app.register_blueprint(ellar)
+
+    # The FastAPI project layout: a task class with an injected service.
+    @app.route("/register", methods=["GET", "POST"])
+    def register() -> Any:
+        email_tasks = get_email_tasks()
+        _queued(email_tasks.send_welcome_email, request.values.get("email", "new@example.com"))
+        return {"message": "User registered"}
+
+    # The error policy: a failing task, and the one after it skipped.
+    @app.get("/fail")
+    def fail() -> Any:
+        _queued(flaky_task)
+        _queued(write_log_sync)
+        return {"message": "queued a task that will fail"}
+
+    @app.get("/")
+    def timeline() -> str:
+        return render_template("timeline.html", requests=_timeline_rows())
+
+    @app.get("/events.json")
+    def events_json() -> Response:
+        return jsonify(
+            [
+                {"request": rid, "events": [as_dict(event) for event in events]}
+                for rid, events in recent_requests()
+            ]
+        )
+
+    return app
+
+
+def _timeline_rows() -> list[dict[str, Any]]:
+    rows = []
+    for rid, events in recent_requests():
+        start = events[0]["time"]
+        end = max(event["time"] for event in events)
+        span = max(end - start, 0.001)
+        rows.append(
+            {
+                "id": rid,
+                "path": next((e["path"] for e in events if e["path"]), ""),
+                "events": [
+                    {
+                        **event,
+                        "offset_ms": (event["time"] - start) * 1000,
+                        "left": 100 * (event["time"] - start) / span,
+                    }
+                    for event in events
+                ],
+            }
+        )
+    return rows
+
+
+app = create_app()
