@@ -296,7 +296,15 @@ class _AsyncRun:
 
 def _run_async(tasks: list[Item], index: int, stop_on_error: bool) -> tuple[int, Outcome]:
     run = _AsyncRun(tasks, index, stop_on_error)
-    _loop.run_chain(run.next_step)
+    try:
+        _loop.run_chain(run.next_step)
+    except Exception:
+        # Refused before anything ran (waiting on the loop from inside it): a failure of
+        # the task at hand, logged like any other, never raised out of the collection.
+        task = tasks[run.index]
+        assert isinstance(task, BackgroundTask)
+        logger.error("background task %s failed", task.name, exc_info=True)
+        return run.index + 1, FAILED
     outcome: Outcome = None
     for result in run.outcomes:
         if result is FAILED:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import contextvars
 import importlib
 import logging
@@ -290,15 +291,12 @@ def _install_exit_hook() -> None:
     _exit_hook_installed = True
     # threading runs its exit hooks last-registered first. Importing the executors' module
     # now registers their shutdown before our drain, so it runs after it: a task being
-    # drained can still use asyncio.to_thread and run_in_executor.
-    import concurrent.futures.thread  # noqa: F401
-    # threading's own exit hooks run before non-daemon threads are joined and before the
-    # standard executors refuse new work (3.12+), so tasks being drained can still use them.
-    register = getattr(threading, "_register_atexit", None)
-    if register is not None:
-        try:
-            register(_drain_at_exit)
-            return
-        except RuntimeError:
-            pass  # already shutting down
-    atexit.register(_drain_at_exit)
+    # drained can still use asyncio.to_thread and run_in_executor. (RuntimeError: the
+    # interpreter is already shutting down, there is nothing left to order.)
+    with contextlib.suppress(RuntimeError):
+        import concurrent.futures.thread  # noqa: F401
+    try:
+        threading._register_atexit(_drain_at_exit)  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):
+        # Too late for threading's hooks (or a Python without them): atexit still runs.
+        atexit.register(_drain_at_exit)

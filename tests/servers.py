@@ -1,0 +1,116 @@
+"""Real servers for tests: gunicorn in a subprocess on an ephemeral 127.0.0.1 port.
+
+Started with a deadline for readiness, stopped by PID (SIGTERM, then SIGKILL after a
+deadline), with the whole log kept for assertions.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+DEADLINE = 20.0
+_LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float = DEADLINE, what: str) -> None:
+    """Poll ``condition`` (a file, a log, a socket) until true; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            msg = f"timed out after {timeout} s waiting for {what}"
+            raise TimeoutError(msg)
+        time.sleep(0.02)
+
+
+class Gunicorn:
+    """One gunicorn master and its workers, serving ``app`` (``module:variable``)."""
+
+    def __init__(
+        self,
+        app: str,
+        log_path: Path,
+        *,
+        worker_class: str = "gthread",
+        workers: int = 1,
+        threads: int = 4,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.log_path = log_path
+        command = [
+            sys.executable, "-m", "gunicorn",
+            *args,
+            "--bind", "127.0.0.1:0",
+            "--worker-class", worker_class,
+            "--workers", str(workers),
+            "--threads", str(threads),
+            "--error-logfile", "-",
+            app,
+        ]  # fmt: skip
+        self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop())
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+        )
+        self.port = 0
+        wait_for(self._listening, what=f"gunicorn to listen (log: {log_path})")
+        wait_for(
+            lambda: self.log().count("Booting worker") >= workers,
+            what=f"{workers} gunicorn worker(s) to boot",
+        )
+
+    def _listening(self) -> bool:
+        if self.process.poll() is not None:
+            msg = f"gunicorn exited with {self.process.returncode}:\n{self.log()}"
+            raise RuntimeError(msg)
+        match = _LISTENING.search(self.log())
+        if match:
+            self.port = int(match.group(1))
+        return bool(match)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, *, timeout: float = DEADLINE) -> int:
+        """SIGTERM, wait up to ``timeout``, then SIGKILL; return the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(DEADLINE)
+        self._log.close()
+        return self.process.returncode
+
+    def __enter__(self) -> Gunicorn:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def lines(path: Path) -> Iterator[str]:
+    """The complete lines of a file being appended to (none if it does not exist yet)."""
+    if not path.exists():
+        return iter(())
+    text = path.read_text()
+    return iter(text.splitlines() if text.endswith("\n") else text.splitlines()[:-1])
