@@ -33,49 +33,40 @@ def wait_for(condition: Callable[[], bool], *, timeout: float = DEADLINE, what: 
         time.sleep(0.02)
 
 
-class Gunicorn:
-    """One gunicorn master and its workers, serving ``app`` (``module:variable``)."""
+class Server:
+    """A server subprocess on an ephemeral 127.0.0.1 port, ready once its log says so."""
 
     def __init__(
         self,
-        app: str,
+        command: Sequence[str],
         log_path: Path,
         *,
-        worker_class: str = "gthread",
         workers: int = 1,
-        threads: int = 4,
-        args: Sequence[str] = (),
         env: dict[str, str] | None = None,
     ) -> None:
         self.log_path = log_path
-        command = [
-            sys.executable, "-m", "gunicorn",
-            *args,
-            "--bind", "127.0.0.1:0",
-            "--worker-class", worker_class,
-            "--workers", str(workers),
-            "--threads", str(threads),
-            "--error-logfile", "-",
-            app,
-        ]  # fmt: skip
         self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop())
         self.process = subprocess.Popen(
-            command,
+            list(command),
             cwd=ROOT,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
         )
         self.port = 0
-        wait_for(self._listening, what=f"gunicorn to listen (log: {log_path})")
-        wait_for(
-            lambda: self.log().count("Booting worker") >= workers,
-            what=f"{workers} gunicorn worker(s) to boot",
-        )
+        try:
+            wait_for(self._listening, what=f"the server to listen (log: {log_path})")
+            wait_for(
+                lambda: self.log().count("Booting worker") >= workers,
+                what=f"{workers} worker(s) to boot",
+            )
+        except BaseException:
+            self.stop()
+            raise
 
     def _listening(self) -> bool:
         if self.process.poll() is not None:
-            msg = f"gunicorn exited with {self.process.returncode}:\n{self.log()}"
+            msg = f"the server exited with {self.process.returncode}:\n{self.log()}"
             raise RuntimeError(msg)
         match = _LISTENING.search(self.log())
         if match:
@@ -85,6 +76,10 @@ class Gunicorn:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -101,11 +96,49 @@ class Gunicorn:
         self._log.close()
         return self.process.returncode
 
-    def __enter__(self) -> Gunicorn:
+    def __enter__(self) -> Server:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class Gunicorn(Server):
+    """A gunicorn master and its workers, serving ``app`` (``module:variable``)."""
+
+    def __init__(
+        self,
+        app: str,
+        log_path: Path,
+        *,
+        worker_class: str = "gthread",
+        workers: int = 1,
+        threads: int = 4,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        command = [
+            sys.executable, "-m", "gunicorn",
+            *args,
+            "--bind", "127.0.0.1:0",
+            "--worker-class", worker_class,
+            "--workers", str(workers),
+            # Several servers may run at once: no shared control socket in $HOME.
+            "--no-control-socket",
+            "--error-logfile", "-",
+        ]  # fmt: skip
+        if worker_class == "gthread":
+            # Only for gthread: gunicorn turns a "sync" worker with threads into gthread.
+            command += ["--threads", str(threads)]
+        command.append(app)
+        super().__init__(command, log_path, workers=workers, env=env)
+
+
+class WerkzeugServer(Server):
+    """Werkzeug's threaded development server, serving ``tests.server_app``."""
+
+    def __init__(self, log_path: Path, *, env: dict[str, str] | None = None) -> None:
+        super().__init__([sys.executable, "-m", "tests.werkzeug_server"], log_path, env=env)
 
 
 def lines(path: Path) -> Iterator[str]:

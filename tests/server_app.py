@@ -1,0 +1,102 @@
+"""The WSGI app the real-server tests run under gunicorn and Werkzeug's server.
+
+Every task appends one JSON line to ``$BGTASK_TEST_EVENTS`` (O_APPEND: lines from several
+workers do not interleave), so the test process can wait on the file with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from bgtask import BackgroundTask, BackgroundTaskMiddleware, get_background_tasks
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+EVENTS = os.environ.get("BGTASK_TEST_EVENTS", os.devnull)
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+def record(event: str, **fields: Any) -> None:
+    """Append one event line, with the time, the pid and the request id in context."""
+    line = {"event": event, "time": time.time(), "pid": os.getpid(), "ctx": request_id.get()}
+    line.update(fields)
+    with open(EVENTS, "a", encoding="utf-8") as events:
+        events.write(json.dumps(line) + "\n")
+
+
+def sync_task(tag: str, seconds: float = 0.0) -> None:
+    record("start", tag=tag, kind="sync")
+    if seconds:
+        time.sleep(seconds)  # the task's own slow work
+    record("end", tag=tag, kind="sync")
+
+
+async def async_task(tag: str, seconds: float = 0.0) -> None:
+    record("start", tag=tag, kind="async", loop_thread=threading.get_native_id())
+    if seconds:
+        await asyncio.sleep(seconds)
+    record("end", tag=tag, kind="async")
+
+
+def failing_task(tag: str) -> None:
+    record("start", tag=tag, kind="failing")
+    raise RuntimeError("this task fails on purpose")
+
+
+_TASKS = {"sync": sync_task, "async": async_task, "failing": failing_task}
+
+if os.environ.get("BGTASK_TEST_COUNT_SENDFILE"):
+    # Count the worker's sendfile calls: proof that a file response kept the fast path.
+    _sendfile = os.sendfile
+
+    def _counting_sendfile(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+        record("sendfile")
+        return _sendfile(out_fd, in_fd, offset, count)
+
+    os.sendfile = _counting_sendfile
+
+if os.environ.get("BGTASK_TEST_ASYNC_AT_IMPORT"):
+    # Start the private loop in the gunicorn master (with --preload), before the fork.
+    BackgroundTask(async_task, "import")()
+
+
+def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """``/<shape>?tag=..&task=sync,async&seconds=..``: queue the tasks, answer in ``shape``."""
+    query = {key: values[0] for key, values in parse_qs(environ["QUERY_STRING"]).items()}
+    tag = query.get("tag", "-")
+    request_id.set(tag)
+    seconds = float(query.get("seconds", "0"))
+    tasks = get_background_tasks()
+    for kind in filter(None, query.get("task", "").split(",")):
+        if kind == "failing":
+            tasks.add_task(failing_task, tag)
+        else:
+            tasks.add_task(_TASKS[kind], tag, seconds)
+    shape = environ["PATH_INFO"].strip("/")
+    if shape == "stream":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return _stream(int(query.get("chunks", "3")))
+    if shape == "file":
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return environ["wsgi.file_wrapper"](open(query["path"], "rb"))
+    body = f"ok {tag}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _stream(chunks: int) -> Iterator[bytes]:
+    for i in range(chunks):
+        yield f"chunk {i}\n".encode()
+
+
+app = BackgroundTaskMiddleware(application)

@@ -1,0 +1,293 @@
+"""What a real client sees over a real socket: gunicorn sync, gthread, gevent; Werkzeug.
+
+Each test starts its server in a subprocess on 127.0.0.1 and reads what the tasks did
+from an events file, waiting with deadlines. The only timing assertions are orderings
+that hold by a wide margin (a response in milliseconds versus a task of a second).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import struct
+import threading
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .servers import DEADLINE, Gunicorn, Server, WerkzeugServer, lines, wait_for
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+pytestmark = pytest.mark.slow
+
+WORKERS = ["sync", "gthread", "gevent"]
+KEEP_ALIVE_WORKERS = ["gthread", "gevent"]  # gunicorn's sync worker closes every connection
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in lines(path)]
+
+
+def has_event(path: Path, event: str, tag: str) -> Callable[[], bool]:
+    return lambda: any(e["event"] == event and e["tag"] == tag for e in read_events(path))
+
+
+@pytest.fixture
+def events(tmp_path: Path) -> Path:
+    return tmp_path / "events.jsonl"
+
+
+def serve(
+    tmp_path: Path, events: Path, server: str, *, workers: int = 1, **options: Any
+) -> Server:
+    env = {"BGTASK_TEST_EVENTS": str(events), **options.pop("env", {})}
+    if server == "werkzeug":
+        return WerkzeugServer(tmp_path / "server.log", env=env)
+    return Gunicorn(
+        "tests.server_app:app",
+        tmp_path / "server.log",
+        worker_class=server,
+        workers=workers,
+        env=env,
+        **options,
+    )
+
+
+def get(server: Server, path: str) -> tuple[http.client.HTTPResponse, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=DEADLINE)
+    connection.request("GET", path)
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    return response, body
+
+
+# -- 1. the response comes first -------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("shape", ["cl", "stream"])
+@pytest.mark.parametrize("server_kind", [*WORKERS, "werkzeug"])
+def test_client_has_the_whole_response_before_a_one_second_task_ends(
+    tmp_path: Path, events: Path, server_kind: str, shape: str, kind: str
+) -> None:
+    """Content-Length and chunked bodies, sync and async tasks: the body first, then the task."""
+    with serve(tmp_path, events, server_kind) as server:
+        response, body = get(server, f"/{shape}?tag=t1&task={kind}&seconds=1")
+        # The client holds the complete body (http.client read the Content-Length or the
+        # chunked terminator); the task, which takes 1 s, has not ended.
+        assert response.status == 200
+        assert body == (b"ok t1" if shape == "cl" else b"chunk 0\nchunk 1\nchunk 2\n")
+        if shape == "stream" and server_kind != "werkzeug":
+            assert response.getheader("Transfer-Encoding") == "chunked"
+        assert not has_event(events, "end", "t1")()
+        wait_for(has_event(events, "end", "t1"), what="the task to end")
+
+
+# -- 2. a failing task never breaks the connection -------------------------------------
+
+
+@pytest.mark.parametrize("server_kind", KEEP_ALIVE_WORKERS)
+def test_failing_task_does_not_break_keep_alive(
+    tmp_path: Path, events: Path, server_kind: str
+) -> None:
+    """A request pipelined behind one whose task fails is still answered, on the same socket."""
+    with serve(tmp_path, events, server_kind) as server:
+        client = socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE)
+        request = "GET /cl?tag={tag}&task={task} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        # Both requests are sent at once: the second waits on the connection while the
+        # first one's failing task runs in close().
+        client.sendall(
+            request.format(tag="a", task="failing").encode()
+            + request.format(tag="b", task="sync").encode()
+        )
+        received = b""
+        while received.count(b"HTTP/1.1 200 OK") < 2 or not received.endswith(b"ok b"):
+            chunk = client.recv(65536)
+            assert chunk, f"connection closed after {received!r}"
+            received += chunk
+        client.close()
+        wait_for(has_event(events, "end", "b"), what="the second request's task")
+        assert "this task fails on purpose" in server.log()
+        assert "Error handling request" not in server.log()
+
+
+# -- 3. nothing lost, nothing duplicated, nothing crossed under load -------------------
+
+
+@pytest.mark.parametrize("server_kind", KEEP_ALIVE_WORKERS)
+def test_load_runs_every_task_exactly_once_in_order_with_its_own_data(
+    tmp_path: Path, events: Path, server_kind: str
+) -> None:
+    """2,000 requests, 16 clients, 2 workers: each id's sync then async task, once, uncrossed."""
+    requests_total, clients = 2000, 16
+    with serve(tmp_path, events, server_kind, workers=2) as server:
+        errors: list[BaseException] = []
+
+        def client(first: int) -> None:
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=DEADLINE)
+            try:
+                for i, n in enumerate(range(first, requests_total, clients)):
+                    if i % 20 == 0:
+                        # A new connection now and then: one worker accepting every
+                        # keep-alive connection of the burst would leave the other idle.
+                        connection.close()
+                    connection.request("GET", f"/cl?tag=r{n}&task=sync,async")
+                    response = connection.getresponse()
+                    assert response.read() == f"ok r{n}".encode()
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(DEADLINE * 3)
+        assert errors == []
+        wait_for(
+            lambda: sum(e["event"] == "end" for e in read_events(events)) >= 2 * requests_total,
+            timeout=DEADLINE * 3,
+            what="every task to end",
+        )
+    by_tag: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+    pids = set()
+    for event in read_events(events):
+        by_tag[event["tag"]].append((event["event"], event["kind"], event["ctx"]))
+        pids.add(event["pid"])
+    assert len(by_tag) == requests_total
+    for tag, sequence in by_tag.items():
+        assert sequence == [
+            ("start", "sync", tag),
+            ("end", "sync", tag),
+            ("start", "async", tag),
+            ("end", "async", tag),
+        ], tag
+    assert len(pids) == 2, "both workers served requests"
+
+
+# -- 4. graceful shutdown lets the tasks finish ----------------------------------------
+
+
+@pytest.mark.parametrize("server_kind", WORKERS)
+def test_sigterm_after_the_responses_lets_two_second_tasks_finish(
+    tmp_path: Path, events: Path, server_kind: str
+) -> None:
+    """SIGTERM while sync and async tasks of 2 s run: every task ends before the worker exits."""
+    with serve(tmp_path, events, server_kind) as server:
+        tags = ["s1", "a1"] if server_kind == "sync" else ["s1", "a1", "s2", "a2"]
+        for tag in tags:
+            kind = "sync" if tag.startswith("s") else "async"
+            response, _ = get(server, f"/cl?tag={tag}&task={kind}&seconds=2")
+            assert response.status == 200
+            if server_kind == "sync":
+                break  # the sync worker is busy with the first task until it ends
+        started = tags[:1] if server_kind == "sync" else tags
+        for tag in started:
+            wait_for(has_event(events, "start", tag), what=f"task {tag} to start")
+        os.kill(server.pid, signal.SIGTERM)
+        assert server.stop(timeout=DEADLINE) == 0
+    for tag in started:
+        assert has_event(events, "end", tag)(), f"task {tag} was cut at shutdown"
+
+
+# -- 5. --preload: every forked worker runs async tasks ---------------------------------
+
+
+def test_preload_async_tasks_run_in_every_forked_worker(tmp_path: Path, events: Path) -> None:
+    """The master started a loop before forking; each worker uses a loop of its own."""
+    with serve(
+        tmp_path,
+        events,
+        "gthread",
+        workers=2,
+        args=["--preload"],
+        env={"BGTASK_TEST_ASYNC_AT_IMPORT": "1"},
+    ) as server:
+        worker_pids: set[int] = set()
+        for n in range(200):
+            get(server, f"/cl?tag=p{n}&task=async")
+            wait_for(has_event(events, "end", f"p{n}"), what=f"async task p{n}")
+            worker_pids = {e["pid"] for e in read_events(events) if e["tag"].startswith("p")}
+            if len(worker_pids) == 2:
+                break
+        assert len(worker_pids) == 2, "both workers ran async tasks"
+    master = {e["pid"] for e in read_events(events) if e["tag"] == "import"}
+    assert master == {server.pid}
+    assert not worker_pids & master
+
+
+# -- 6. disconnect mid-stream and HEAD run the tasks ------------------------------------
+
+
+@pytest.mark.parametrize("server_kind", WORKERS)
+def test_head_request_runs_the_tasks(tmp_path: Path, events: Path, server_kind: str) -> None:
+    """HEAD: gunicorn iterates and discards the body, then closes: the tasks run."""
+    with serve(tmp_path, events, server_kind) as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=DEADLINE)
+        connection.request("HEAD", "/cl?tag=h&task=sync,async")
+        response = connection.getresponse()
+        assert response.status == 200
+        assert response.read() == b""
+        connection.close()
+        wait_for(has_event(events, "end", "h"), what="the HEAD request's tasks")
+
+
+@pytest.mark.parametrize("server_kind", WORKERS)
+def test_client_disconnect_mid_stream_runs_the_tasks(
+    tmp_path: Path, events: Path, server_kind: str
+) -> None:
+    """The client resets the connection during a long stream: the tasks still run."""
+    with serve(tmp_path, events, server_kind) as server:
+        client = socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE)
+        client.sendall(
+            b"GET /stream?tag=d&task=sync,async&chunks=200000 HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        received = b""
+        while b"chunk 1\n" not in received:
+            received += client.recv(65536)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()
+        wait_for(has_event(events, "end", "d"), what="the disconnected request's tasks")
+        assert sum(e["tag"] == "d" and e["event"] == "end" for e in read_events(events)) == 2
+
+
+# -- 7. sendfile survives ---------------------------------------------------------------
+
+
+def test_file_wrapper_response_keeps_sendfile_on_the_sync_worker(
+    tmp_path: Path, events: Path
+) -> None:
+    """A wsgi.file_wrapper body is sent with sendfile under the middleware, and its task runs."""
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(os.urandom(1 << 20))
+    with serve(tmp_path, events, "sync", env={"BGTASK_TEST_COUNT_SENDFILE": "1"}) as server:
+        response, body = get(server, f"/file?tag=f&task=sync&path={payload}")
+        assert response.status == 200
+        assert body == payload.read_bytes()
+        wait_for(has_event(events, "end", "f"), what="the file response's task")
+    assert any(e["event"] == "sendfile" for e in read_events(events))
+
+
+# -- 8. the sync worker's timeout applies to tasks --------------------------------------
+
+
+def test_sync_worker_timeout_kills_a_task_longer_than_it(tmp_path: Path, events: Path) -> None:
+    """--timeout 2 and a 5 s task: WORKER TIMEOUT, the task is cut, a new worker serves."""
+    with serve(tmp_path, events, "sync", args=["--timeout", "2"]) as server:
+        response, _ = get(server, "/cl?tag=long&task=sync&seconds=5")
+        assert response.status == 200
+        wait_for(lambda: "WORKER TIMEOUT" in server.log(), what="gunicorn's worker timeout")
+        wait_for(lambda: server.log().count("Booting worker") >= 2, what="a new worker")
+        response, _ = get(server, "/cl?tag=after&task=sync")
+        assert response.status == 200
+        wait_for(has_event(events, "end", "after"), what="the next request's task")
+    assert not has_event(events, "end", "long")()
