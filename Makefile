@@ -27,7 +27,10 @@ demo: $(STAMP)
 	$(BIN)/gunicorn --config wsgi_demo/gunicorn.conf.py wsgi_demo.app:app
 
 bench: $(STAMP)
-	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in bench/bench_*.py; do \
+		module=bench.$$(basename $$script .py); echo "== $$module"; \
+		$(BIN)/python -m $$module || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .nox build *.egg-info

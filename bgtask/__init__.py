@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import sys as _sys
+
 from ._collection import BackgroundTasks as BackgroundTasks
 from ._current import get_background_tasks as get_background_tasks
 from ._decorator import background as background
@@ -18,6 +20,13 @@ from ._loop import drain as drain
 from ._loop import set_exit_timeout as set_exit_timeout
 from ._middleware import BackgroundTaskMiddleware as BackgroundTaskMiddleware
 from ._task import BackgroundTask as BackgroundTask
+
+if "werkzeug.wrappers" in _sys.modules:
+    # Werkzeug is in use: let its responses carry ``background`` now, so that one set on
+    # an app without the middleware is at least reported (see bgtask.werkzeug).
+    from .werkzeug import enable_response_background as _enable_response_background
+
+    _enable_response_background()
 
 __all__ = [
     "BackgroundTask",

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
+import re
 import typing
 from typing import TYPE_CHECKING, Any, Final
 
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = ["BgTask"]
+
+_ANNOTATED_TEXT: Final = re.compile(r"\s*(?:[\w.]+\.)?Annotated\[\s*([\w.]+)")
 
 #: Flask's own context variables: a task gets a fresh app context and no request.
 _FLASK_VARIABLES: Final[frozenset[contextvars.ContextVar[Any]]] = frozenset(
@@ -168,7 +171,11 @@ def _is_background_tasks(annotation: Any) -> bool:
     if annotation is BackgroundTasks:
         return True
     if isinstance(annotation, str):
-        return annotation.rsplit(".", 1)[-1] == "BackgroundTasks"
+        # Unresolvable (a sibling annotation imported under TYPE_CHECKING): read the text,
+        # seeing through Annotated[...] as the resolved path does.
+        match = _ANNOTATED_TEXT.match(annotation)
+        name = match.group(1) if match else annotation.strip()
+        return name.rsplit(".", 1)[-1] == "BackgroundTasks"
     if typing.get_origin(annotation) is typing.Annotated:
         return _is_background_tasks(typing.get_args(annotation)[0])
     return False

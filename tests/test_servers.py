@@ -291,3 +291,15 @@ def test_sync_worker_timeout_kills_a_task_longer_than_it(tmp_path: Path, events:
         assert response.status == 200
         wait_for(has_event(events, "end", "after"), what="the next request's task")
     assert not has_event(events, "end", "long")()
+
+
+@pytest.mark.parametrize("server_kind", KEEP_ALIVE_WORKERS)
+def test_threaded_workers_finish_a_task_longer_than_the_timeout(
+    tmp_path: Path, events: Path, server_kind: str
+) -> None:
+    """gthread and gevent keep their heartbeat: a 4 s task outlives --timeout 2."""
+    with serve(tmp_path, events, server_kind, args=["--timeout", "2"]) as server:
+        response, _ = get(server, "/cl?tag=long&task=sync&seconds=4")
+        assert response.status == 200
+        wait_for(has_event(events, "end", "long"), what="the long task to end")
+        assert "WORKER TIMEOUT" not in server.log()
