@@ -16,9 +16,11 @@ import sys as _sys
 from ._collection import BackgroundTasks as BackgroundTasks
 from ._current import get_background_tasks as get_background_tasks
 from ._decorator import background as background
-from ._loop import drain as drain
-from ._loop import set_exit_timeout as set_exit_timeout
+from ._exit import drain as drain
+from ._exit import set_exit_timeout as set_exit_timeout
+from ._middleware import Backend as Backend
 from ._middleware import BackgroundTaskMiddleware as BackgroundTaskMiddleware
+from ._offload import OffloadPool as OffloadPool
 from ._task import BackgroundTask as BackgroundTask
 
 if "werkzeug.wrappers" in _sys.modules:
@@ -29,9 +31,11 @@ if "werkzeug.wrappers" in _sys.modules:
     _enable_response_background()
 
 __all__ = [
+    "Backend",
     "BackgroundTask",
     "BackgroundTaskMiddleware",
     "BackgroundTasks",
+    "OffloadPool",
     "background",
     "drain",
     "get_background_tasks",

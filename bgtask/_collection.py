@@ -20,6 +20,7 @@ __all__ = [
     "ROUTE_STAGE",
     "Around",
     "BackgroundTasks",
+    "Check",
     "Item",
     "check_item",
     "names_of",
@@ -32,6 +33,8 @@ logger: Final = logging.getLogger("bgtask")
 Item: TypeAlias = "BackgroundTask | BackgroundTasks"
 #: Given a request's collection, a context manager to enter while it runs.
 Around: TypeAlias = "Callable[[BackgroundTasks], AbstractContextManager[object]]"
+#: A backend's check of a queued task: raises TypeError for one it could not run.
+Check: TypeAlias = "Callable[[BackgroundTask], None]"
 
 #: Where attached tasks run, after everything the request queued: first the response's
 #: ``background``, then a route decorator's fixed tasks.
@@ -63,7 +66,16 @@ class BackgroundTasks:
     >>> tasks()
     """
 
-    __slots__ = ("_around", "_request", "_runs", "_sealed", "_tail", "continue_on_error", "tasks")
+    __slots__ = (
+        "_around",
+        "_check",
+        "_request",
+        "_runs",
+        "_sealed",
+        "_tail",
+        "continue_on_error",
+        "tasks",
+    )
 
     def __init__(
         self, tasks: Iterable[Item] | None = None, *, continue_on_error: bool = False
@@ -76,6 +88,8 @@ class BackgroundTasks:
         self.continue_on_error = continue_on_error
         #: Owned by a request: recorded by capture_tasks, sealed once run or discarded.
         self._request = False
+        #: The backend's extra check of each task queued (an RQ worker must import it).
+        self._check: Check | None = None
         self._sealed = False
         #: (stage, item) attached by integrations, run after everything queued.
         self._tail: list[tuple[int, Item]] | None = None
@@ -109,10 +123,15 @@ class BackgroundTasks:
         return f"<BackgroundTasks [{names}]>"
 
     @classmethod
-    def for_request(cls) -> BackgroundTasks:
-        """A fresh collection owned by one request (used by the WSGI layer)."""
+    def for_request(cls, check: Check | None = None) -> BackgroundTasks:
+        """A fresh collection owned by one request (used by the WSGI layer).
+
+        ``check`` is called with every task queued or attached, and raises ``TypeError``
+        for one its backend could not run (the request that queued it gets the error).
+        """
         collection = cls()
         collection._request = True
+        collection._check = check
         if recorders:
             collection._runs = all(recorder.run for recorder in recorders)
         return collection
@@ -123,6 +142,9 @@ class BackgroundTasks:
         The response's ``background`` uses ``RESPONSE_STAGE``, a decorator ``ROUTE_STAGE``.
         """
         check_item(item)
+        if self._check is not None:
+            for task in _flatten(item):
+                self._check(task)
         with _seal_lock:
             self._refuse_if_sealed()
             if self._tail is None:
@@ -174,12 +196,8 @@ class BackgroundTasks:
         if not self._runs:
             self.discard()
             return
-        if not self.tasks and not self._tail:
-            # Nothing queued, the common case: seal without entering the run loop.
-            with _seal_lock:
-                if not self.tasks and not self._tail:
-                    self._sealed = True
-                    return
+        if self.seal_if_empty():
+            return
         around = self._around
         if around is None:
             self.run()
@@ -199,6 +217,19 @@ class BackgroundTasks:
                     "not run: %s",
                     names,
                 )
+
+    def seal_if_empty(self) -> bool:
+        """Seal a request's collection that has nothing to run; True if it was sealed.
+
+        Nothing queued is the common case: the WSGI layer then skips the run entirely.
+        """
+        if self.tasks or self._tail:
+            return False
+        with _seal_lock:
+            if self.tasks or self._tail:
+                return False
+            self._sealed = True
+            return True
 
     def run_inside(self, around: Around) -> None:
         """Run this request's tasks inside ``around(self)`` (an integration's hook).
@@ -239,6 +270,8 @@ class BackgroundTasks:
         return not self.tasks and not self._tail
 
     def _append_to_request(self, task: BackgroundTask) -> None:
+        if self._check is not None:
+            self._check(task)
         with _seal_lock:
             self._refuse_if_sealed()
             self.tasks.append(task)
@@ -335,6 +368,14 @@ def names_of(items: Iterable[Item]) -> list[str]:
         else:
             names.extend(names_of(item.tasks))
     return names
+
+
+def _flatten(item: Item) -> Iterator[BackgroundTask]:
+    if isinstance(item, BackgroundTask):
+        yield item
+    else:
+        for inner in item.tasks:
+            yield from _flatten(inner)
 
 
 def _rebased(

@@ -15,34 +15,31 @@ Facts this module is built on (see WSGI_FACTS.md):
 from __future__ import annotations
 
 import asyncio
-import atexit
 import concurrent.futures
-import contextlib
 import contextvars
 import importlib
 import logging
-import math
 import os
 import sys
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
-__all__ = ["Step", "drain", "run_chain", "set_exit_timeout"]
+from ._exit import register_drainer
+
+__all__ = ["Step", "cut", "run_chain", "wait_idle"]
 
 logger: Final = logging.getLogger("bgtask")
 
 #: What a chain runs next: a coroutine, the context to run it in, and a name for logs.
 Step = tuple[Coroutine[Any, Any, None], contextvars.Context, str]
 
-_DEFAULT_EXIT_TIMEOUT: Final = 10.0
-_exit_timeout: float | None = None
 #: How long, after the exit deadline, cancelled tasks get to unwind.
 _CANCEL_GRACE: Final = 2.0
 
 
 
-def _native(module: str, name: str) -> Any:
+def native(module: str, name: str) -> Any:
     """The unpatched ``module.name``, even when gevent has monkey-patched it."""
     monkey = sys.modules.get("gevent.monkey")
     if monkey is not None:
@@ -62,7 +59,7 @@ class _Runner:
         self.in_flight: set[asyncio.Task[None]] = set()
         # Counted from the submitting thread, so drain() can answer without a round trip
         # through a loop that may be busy. A native lock: the loop thread takes it too.
-        self.lock = _native("_thread", "allocate_lock")()
+        self.lock = native("_thread", "allocate_lock")()
         self.active_chains = 0
         self.idle_waiters: list[concurrent.futures.Future[None]] = []
 
@@ -93,16 +90,16 @@ class _Runner:
         return True
 
 
-_start_lock = _native("_thread", "allocate_lock")()
+_start_lock = native("_thread", "allocate_lock")()
 _runner: _Runner | None = None
-_exit_hook_installed = False
+_registered = False
 
 
 def _forget_in_child() -> None:
     # The parent's loop thread does not exist here; its loop must never be used or closed.
     global _runner, _start_lock
     _runner = None
-    _start_lock = _native("_thread", "allocate_lock")()
+    _start_lock = native("_thread", "allocate_lock")()
 
 
 os.register_at_fork(after_in_child=_forget_in_child)
@@ -119,13 +116,21 @@ def _serve(ready: Any, started: list[_Runner]) -> None:
 
 
 def _start() -> _Runner:
-    ready = _native("_thread", "allocate_lock")()
+    ready = native("_thread", "allocate_lock")()
     ready.acquire()
     started: list[_Runner] = []
-    _native("_thread", "start_new_thread")(_serve, (ready, started))
+    native("_thread", "start_new_thread")(_serve, (ready, started))
     ready.acquire()
-    _install_exit_hook()
+    _register_once()
     return started[0]
+
+
+def _register_once() -> None:
+    global _registered
+    if not _registered:
+        _registered = True
+        # After the offload pool (order 0), whose tasks may still hand work to the loop.
+        register_drainer(1, wait_idle, cut)
 
 
 def _current_runner() -> _Runner | None:
@@ -210,55 +215,24 @@ def _run_chain_here(next_step: Callable[[], Step | None]) -> None:
     asyncio.run(drive())
 
 
-def drain(timeout: float | None = None) -> bool:
-    """Wait until the private loop has no pending work; True when it all finished in time.
-
-    Returns at once when no async task ever ran in this process.
-
-    >>> drain(timeout=5.0)
-    True
-    """
+def wait_idle(timeout: float | None) -> bool:
+    """Wait until the private loop has no pending work; True when it all finished in time."""
     runner = _runner
     if runner is None or runner.pid != os.getpid():
         return True
-    return _wait_idle(runner, timeout)
-
-
-def _wait_idle(runner: _Runner, timeout: float | None) -> bool:
     _refuse_inside(runner.loop)
     if timeout is not None and not timeout < threading.TIMEOUT_MAX:
         timeout = None  # infinity (or more than a lock can wait): no deadline
     return runner.wait_idle(timeout)
 
 
-def set_exit_timeout(seconds: float) -> None:
-    """Set how long interpreter exit waits for pending async tasks (default 10 s).
-
-    Keep it under gunicorn's ``graceful_timeout`` so the drain ends before SIGKILL.
-    The environment variable ``BGTASK_EXIT_TIMEOUT`` sets the same, in seconds.
-
-    >>> set_exit_timeout(10.0)
-    """
-    global _exit_timeout
-    if not seconds >= 0:  # also refuses NaN
-        msg = f"the exit timeout must be zero or more seconds, got {seconds}"
-        raise ValueError(msg)
-    _exit_timeout = seconds
-
-
-def _exit_deadline() -> float:
-    if _exit_timeout is not None:
-        return _exit_timeout
-    configured = os.environ.get("BGTASK_EXIT_TIMEOUT")
-    if configured:
-        try:
-            seconds = float(configured)
-        except ValueError:
-            seconds = math.nan
-        if seconds >= 0:
-            return seconds
-        logger.warning("ignoring BGTASK_EXIT_TIMEOUT=%r: not a number of seconds", configured)
-    return _DEFAULT_EXIT_TIMEOUT
+def cut() -> None:
+    """At the exit deadline: cancel the async tasks still running, naming them."""
+    runner = _runner
+    if runner is None or runner.pid != os.getpid():
+        return
+    runner.loop.call_soon_threadsafe(_cancel_in_flight, runner)
+    wait_idle(_CANCEL_GRACE)
 
 
 def _cancel_in_flight(runner: _Runner) -> None:
@@ -271,32 +245,3 @@ def _cancel_in_flight(runner: _Runner) -> None:
         )
     for task in list(runner.in_flight):
         task.cancel()
-
-
-def _drain_at_exit() -> None:
-    # The loop is left running (a daemon thread): a request thread that hands it work
-    # while we drain must never wait on a loop that was stopped under it.
-    runner = _runner
-    if runner is None or runner.pid != os.getpid():
-        return
-    if not _wait_idle(runner, _exit_deadline()):
-        runner.loop.call_soon_threadsafe(_cancel_in_flight, runner)
-        _wait_idle(runner, _CANCEL_GRACE)
-
-
-def _install_exit_hook() -> None:
-    global _exit_hook_installed
-    if _exit_hook_installed:
-        return
-    _exit_hook_installed = True
-    # threading runs its exit hooks last-registered first. Importing the executors' module
-    # now registers their shutdown before our drain, so it runs after it: a task being
-    # drained can still use asyncio.to_thread and run_in_executor. (RuntimeError: the
-    # interpreter is already shutting down, there is nothing left to order.)
-    with contextlib.suppress(RuntimeError):
-        import concurrent.futures.thread  # noqa: F401
-    try:
-        threading._register_atexit(_drain_at_exit)  # type: ignore[attr-defined]
-    except (AttributeError, RuntimeError):
-        # Too late for threading's hooks (or a Python without them): atexit still runs.
-        atexit.register(_drain_at_exit)

@@ -4,17 +4,39 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol, TypeAlias
 
-from ._collection import BackgroundTasks, names_of
+from ._collection import BackgroundTasks, Check, names_of
 from ._current import ENVIRON_KEY, current_tasks
+from ._offload import OffloadPool, default_pool
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["BackgroundTaskMiddleware", "discard_tasks", "run_after_close"]
+#: Hands a request's collection to where it runs; never raises an ``Exception``.
+Submit: TypeAlias = "Callable[[BackgroundTasks], None]"
+
+
+class Backend(Protocol):
+    """Where a request's tasks go once its response was sent (offload pool, RQ, Celery).
+
+    ``submit`` is called in ``close()`` with the request's collection; it must not raise
+    and must lose nothing: a backend that cannot hand the tasks off runs them itself. A
+    backend may also have ``check(task)``, called as each task is queued, which raises
+    ``TypeError`` for a task it could not run (a lambda an RQ worker cannot import).
+
+    >>> class Inline:
+    ...     def submit(self, tasks):
+    ...         tasks.run_for_request()
+    >>> app = BackgroundTaskMiddleware(lambda environ, start_response: [], backend=Inline())
+    """
+
+    def submit(self, tasks: BackgroundTasks, /) -> None:
+        """Run or hand off ``tasks``; must not raise, and must lose nothing."""
+
+__all__ = ["Backend", "BackgroundTaskMiddleware", "discard_tasks", "run_after_close"]
 
 logger: Final = logging.getLogger("bgtask")
 
@@ -28,14 +50,40 @@ class BackgroundTaskMiddleware:
     raises, its tasks are discarded with a warning and the exception propagates unchanged.
     Nested middlewares share one collection: the outermost runs it, once.
 
+    By default the tasks run inline, in ``close()``. With ``offload=True`` (or an
+    :class:`OffloadPool` of your own) ``close()`` hands them to a pool of task threads and
+    returns at once. ``backend`` takes any object with a ``submit(tasks)`` method, such as
+    the RQ or Celery backends.
+
     >>> from wsgiref.simple_server import demo_app
     >>> app = BackgroundTaskMiddleware(demo_app)
+    >>> app = BackgroundTaskMiddleware(demo_app, offload=True)
     """
 
-    __slots__ = ("app",)
+    __slots__ = ("_check", "_submit", "app")
 
-    def __init__(self, app: WSGIApplication) -> None:
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        offload: bool | OffloadPool = False,
+        backend: Backend | None = None,
+    ) -> None:
         self.app = app
+        if offload is not False and backend is not None:
+            msg = "pass either offload or backend, not both (an OffloadPool is a backend)"
+            raise ValueError(msg)
+        if offload is True:
+            backend = default_pool()
+        elif isinstance(offload, OffloadPool):
+            backend = offload
+        elif offload is not False:
+            msg = f"offload must be True, False or an OffloadPool, got {type(offload).__name__}"
+            raise TypeError(msg)
+        #: None runs the tasks inline, in close().
+        self._submit = None if backend is None else backend.submit
+        #: A backend that runs tasks elsewhere checks each one as it is queued.
+        self._check: Check | None = getattr(backend, "check", None)
         if "werkzeug.wrappers" in sys.modules:
             # Werkzeug is in use: let its responses carry ``background`` (bgtask.werkzeug).
             from .werkzeug import enable_response_background
@@ -53,7 +101,7 @@ class BackgroundTaskMiddleware:
                 return self.app(environ, start_response)
             finally:
                 current_tasks.reset(token)
-        tasks = BackgroundTasks.for_request()
+        tasks = BackgroundTasks.for_request(self._check)
         environ[ENVIRON_KEY] = tasks
         token = current_tasks.set(tasks)
         try:
@@ -63,11 +111,14 @@ class BackgroundTaskMiddleware:
             raise
         finally:
             current_tasks.reset(token)
-        return run_after_close(app_iter, tasks, environ)
+        return run_after_close(app_iter, tasks, environ, self._submit)
 
 
 def run_after_close(
-    app_iter: Iterable[bytes], tasks: BackgroundTasks, environ: WSGIEnvironment
+    app_iter: Iterable[bytes],
+    tasks: BackgroundTasks,
+    environ: WSGIEnvironment,
+    submit: Submit | None = None,
 ) -> Iterable[bytes]:
     """Return ``app_iter`` made to run ``tasks`` in its ``close()``.
 
@@ -76,15 +127,15 @@ def run_after_close(
     """
     file_wrapper = environ.get("wsgi.file_wrapper")
     if isinstance(file_wrapper, type) and isinstance(app_iter, file_wrapper):
-        closing = _ClosingIterable(app_iter, tasks)
+        closing = _ClosingIterable(app_iter, tasks, submit)
         try:
             app_iter.close = closing.close  # type: ignore[attr-defined]
         except AttributeError:
             return closing  # a wrapper with __slots__: wrapping it is all we can do
         return app_iter
     if hasattr(type(app_iter), "__len__"):
-        return _SizedClosingIterable(app_iter, tasks)
-    return _ClosingIterable(app_iter, tasks)
+        return _SizedClosingIterable(app_iter, tasks, submit)
+    return _ClosingIterable(app_iter, tasks, submit)
 
 
 def discard_tasks(tasks: BackgroundTasks, reason: str, *, seal: bool = True) -> None:
@@ -100,10 +151,21 @@ def discard_tasks(tasks: BackgroundTasks, reason: str, *, seal: bool = True) -> 
 class _ClosingIterable:
     """The app's response iterable, whose ``close()`` then runs the request's tasks."""
 
-    __slots__ = ("_app_close", "_app_iter", "_body_failed", "_closed", "_iterator", "_tasks")
+    __slots__ = (
+        "_app_close",
+        "_app_iter",
+        "_body_failed",
+        "_closed",
+        "_iterator",
+        "_submit",
+        "_tasks",
+    )
 
-    def __init__(self, app_iter: Iterable[bytes], tasks: BackgroundTasks) -> None:
+    def __init__(
+        self, app_iter: Iterable[bytes], tasks: BackgroundTasks, submit: Submit | None
+    ) -> None:
         self._app_iter = app_iter
+        self._submit = submit
         # A list (most responses) has no close(): skip the failing attribute lookup.
         self._app_close = None if type(app_iter) is list else getattr(app_iter, "close", None)
         self._tasks = tasks
@@ -139,8 +201,10 @@ class _ClosingIterable:
             # drop the keep-alive connection and the request already sent on it.
             if self._body_failed:
                 discard_tasks(self._tasks, "the response body raised")
-            else:
+            elif self._submit is None:
                 self._tasks.run_for_request()
+            else:
+                self._submit(self._tasks)
 
     def __del__(self) -> None:
         if not self._closed and not self._tasks.is_empty():

@@ -36,13 +36,15 @@ from flask.globals import _cv_app, _cv_request
 
 from ._collection import BackgroundTasks
 from ._current import ENVIRON_KEY
-from ._middleware import BackgroundTaskMiddleware, discard_tasks
+from ._middleware import Backend, BackgroundTaskMiddleware, discard_tasks
 from .werkzeug import enable_response_background
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from ._offload import OffloadPool
 
 __all__ = ["BgTask"]
 
@@ -61,14 +63,24 @@ class BgTask:
     ``send_file`` responses run their tasks), injects the request's
     :class:`~bgtask.BackgroundTasks` into view parameters annotated with it, runs a
     response's ``background``, and pushes a fresh app context around the tasks.
+    ``offload`` and ``backend`` are passed to the middleware: with ``offload=True`` the
+    tasks run on a pool of task threads, still inside a fresh app context.
 
     >>> app = flask.Flask("example")
     >>> BgTask(app).app is app
     True
     """
 
-    def __init__(self, app: flask.Flask | None = None) -> None:
+    def __init__(
+        self,
+        app: flask.Flask | None = None,
+        *,
+        offload: bool | OffloadPool = False,
+        backend: Backend | None = None,
+    ) -> None:
         self.app = app
+        self.offload = offload
+        self.backend = backend
         if app is not None:
             self.init_app(app)
 
@@ -79,7 +91,7 @@ class BgTask:
         app.extensions["bgtask"] = self
         enable_response_background()
         app.wsgi_app = BackgroundTaskMiddleware(  # type: ignore[method-assign]
-            _WithAppContext(app, app.wsgi_app)
+            _WithAppContext(app, app.wsgi_app), offload=self.offload, backend=self.backend
         )
         injector = _Injector(app)
         app.url_value_preprocessor(injector)

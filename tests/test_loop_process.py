@@ -348,18 +348,18 @@ def test_set_exit_timeout_rejects_negative_seconds(
     seconds: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A negative exit timeout is refused with ValueError and changes nothing."""
-    monkeypatch.setattr(bgtask._loop, "_exit_timeout", bgtask._loop._exit_timeout)
-    before = bgtask._loop._exit_deadline()
+    monkeypatch.setattr(bgtask._exit, "_exit_timeout", bgtask._exit._exit_timeout)
+    before = bgtask._exit.exit_deadline()
 
     with pytest.raises(ValueError, match="zero or more seconds"):
         set_exit_timeout(seconds)
 
-    assert bgtask._loop._exit_deadline() == before
+    assert bgtask._exit.exit_deadline() == before
 
 
 def test_set_exit_timeout_rejects_nan(monkeypatch: pytest.MonkeyPatch) -> None:
     """NaN is not 'zero or more seconds': it is refused like a negative number."""
-    monkeypatch.setattr(bgtask._loop, "_exit_timeout", bgtask._loop._exit_timeout)
+    monkeypatch.setattr(bgtask._exit, "_exit_timeout", bgtask._exit._exit_timeout)
 
     with pytest.raises(ValueError, match="nan"):
         set_exit_timeout(float("nan"))
