@@ -497,7 +497,7 @@ def test_builtins_without_a_readable_signature_are_accepted(
     func: Callable[..., object], args: tuple[Any, ...]
 ) -> None:
     """A builtin whose signature cannot be read is accepted unchecked."""
-    with pytest.raises(ValueError, match="no signature found"):
+    with pytest.raises(ValueError, match="signature"):
         inspect.signature(func)
     task = BackgroundTask(func, *args)
     assert task.func is func
@@ -570,16 +570,6 @@ CALL_SHAPES: list[tuple[int, tuple[str, ...]]] = [
 ]
 
 
-def _binds(
-    func: Callable[..., object], args: tuple[object, ...], kwargs: dict[str, object]
-) -> bool:
-    try:
-        inspect.signature(func).bind(*args, **kwargs)
-    except TypeError:
-        return False
-    return True
-
-
 @pytest.mark.parametrize(
     ("func", "positional", "keywords"),
     [
@@ -589,13 +579,13 @@ def _binds(
         for func, (positional, keywords) in itertools.product(SHAPES, CALL_SHAPES)
     ],
 )
-def test_check_arguments_agrees_with_signature_bind(
+def test_check_arguments_agrees_with_the_call(
     func: Callable[..., None], positional: int, keywords: tuple[str, ...]
 ) -> None:
-    """The fast check accepts exactly the calls ``inspect.Signature.bind`` accepts."""
+    """The fast check accepts exactly the calls the function itself accepts."""
     args = tuple(range(positional))
     kwargs: dict[str, object] = dict.fromkeys(keywords, 0)
-    assert (check_arguments(func, args, kwargs) is None) == _binds(func, args, kwargs)
+    assert (check_arguments(func, args, kwargs) is None) == _really_calls(func, args, kwargs)
 
 
 @given(
@@ -603,19 +593,21 @@ def test_check_arguments_agrees_with_signature_bind(
     positional=st.integers(min_value=0, max_value=6),
     keywords=st.sets(st.sampled_from(KEYWORD_POOL)),
 )
-def test_check_arguments_agrees_with_signature_bind_for_any_call(
+def test_check_arguments_agrees_with_the_call_for_any_call(
     func: Callable[..., None], positional: int, keywords: set[str]
 ) -> None:
-    """For generated calls, the fast check and ``Signature.bind`` agree."""
+    """For generated calls, the fast check and the real call agree."""
     args = tuple(range(positional))
     kwargs: dict[str, object] = dict.fromkeys(keywords, 0)
     problem = check_arguments(func, args, dict(kwargs))
-    assert (problem is None) == _binds(func, args, kwargs), problem
+    assert (problem is None) == _really_calls(func, args, kwargs), problem
 
 
 def _really_calls(
     func: Callable[..., object], args: tuple[object, ...], kwargs: dict[str, object]
 ) -> bool:
+    # Calling is the ground truth (the shapes are no-ops). Signature.bind is not: Python
+    # 3.13's accepts f(a=1) for f(a, /, **kwargs), which the call itself refuses.
     try:
         func(*args, **kwargs)
     except TypeError:
