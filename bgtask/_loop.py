@@ -17,15 +17,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import importlib
 import logging
 import os
-import sys
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 from ._exit import register_drainer
+from ._native import native
 
 __all__ = ["Step", "cut", "run_chain", "wait_idle"]
 
@@ -36,15 +35,6 @@ Step = tuple[Coroutine[Any, Any, None], contextvars.Context, str]
 
 #: How long, after the exit deadline, cancelled tasks get to unwind.
 _CANCEL_GRACE: Final = 2.0
-
-
-
-def native(module: str, name: str) -> Any:
-    """The unpatched ``module.name``, even when gevent has monkey-patched it."""
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is not None:
-        return monkey.get_original(module, name)
-    return getattr(importlib.import_module(module), name)
 
 
 class _Runner:

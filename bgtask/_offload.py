@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._collection import names_of
 from ._exit import register_drainer
-from ._loop import native
+from ._native import native
 
 if TYPE_CHECKING:
     import concurrent.futures
