@@ -265,6 +265,24 @@ class BackgroundTasks:
             self._tail = None
         return items
 
+    def detach(self) -> BackgroundTasks:
+        """Seal this request's collection and move what it would run into a new one.
+
+        For a backend that hands the tasks to another process (RQ, Celery): the new
+        collection holds every pending item in run order (the response's and the route's
+        after the queued ones), the error policy and the context to run inside, so it can
+        still run here if the hand-off fails. It is empty under ``capture_tasks(run=False)``.
+        Queueing more onto this collection then raises ``RuntimeError``, as after a run.
+        """
+        runs = self._runs
+        items = self.discard()
+        batch = BackgroundTasks(continue_on_error=self.continue_on_error)
+        if runs:
+            batch.tasks = items
+        batch._request = True
+        batch._around = self._around
+        return batch
+
     def is_empty(self) -> bool:
         """Whether nothing is queued or attached."""
         return not self.tasks and not self._tail

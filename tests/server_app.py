@@ -2,6 +2,9 @@
 
 Every task appends one JSON line to ``$BGTASK_TEST_EVENTS`` (O_APPEND: lines from several
 workers do not interleave), so the test process can wait on the file with a deadline.
+
+Offload mode is off unless asked for: ``BGTASK_TEST_OFFLOAD=1`` uses the default pool,
+``BGTASK_TEST_POOL_THREADS`` and ``BGTASK_TEST_MAX_PENDING`` an ``OffloadPool`` of that size.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from bgtask import BackgroundTask, BackgroundTaskMiddleware, get_background_tasks
+from bgtask import BackgroundTask, BackgroundTaskMiddleware, OffloadPool, get_background_tasks
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -99,4 +102,16 @@ def _stream(chunks: int) -> Iterator[bytes]:
         yield f"chunk {i}\n".encode()
 
 
-app = BackgroundTaskMiddleware(application)
+def _offload() -> bool | OffloadPool:
+    """What the environment asks for: no offload, the default pool, or a sized one."""
+    threads = os.environ.get("BGTASK_TEST_POOL_THREADS")
+    max_pending = os.environ.get("BGTASK_TEST_MAX_PENDING")
+    if threads or max_pending:
+        return OffloadPool(
+            threads=int(threads) if threads else None,
+            max_pending=int(max_pending) if max_pending else 1000,
+        )
+    return bool(os.environ.get("BGTASK_TEST_OFFLOAD"))
+
+
+app = BackgroundTaskMiddleware(application, offload=_offload())
