@@ -14,12 +14,20 @@ import math
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Final
+import weakref
+from typing import TYPE_CHECKING, Final, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["drain", "exit_deadline", "register_drainer", "set_exit_timeout"]
+__all__ = [
+    "Drainer",
+    "drain",
+    "exit_deadline",
+    "register_drainer",
+    "set_exit_heartbeat",
+    "set_exit_timeout",
+]
 
 logger: Final = logging.getLogger("bgtask")
 
@@ -27,49 +35,82 @@ _DEFAULT_EXIT_TIMEOUT: Final = 10.0
 _exit_timeout: float | None = None
 
 
-class _Drainer:
-    __slots__ = ("cut", "order", "wait_idle")
+class Drainer(Protocol):
+    """A source of pending work: the offload pool, the private event loop."""
 
-    def __init__(
-        self, order: int, wait_idle: Callable[[float | None], bool], cut: Callable[[], None]
-    ) -> None:
-        self.order = order
-        self.wait_idle = wait_idle
-        self.cut = cut
+    def wait_idle(self, timeout: float | None, /) -> bool:
+        """True once nothing is pending; False if ``timeout`` seconds passed first."""
+
+    def cut(self) -> None:
+        """At the exit deadline: log by name, and abandon or cancel, what is pending."""
 
 
-_drainers: list[_Drainer] = []
+#: (order, drainer), weakly held: a pool that is gone has nothing left to drain.
+_drainers: list[tuple[int, weakref.ref[Drainer]]] = []
 _hook_installed = False
+#: Called at least every second while the exit drain waits (gunicorn's heartbeat).
+_heartbeat: Callable[[], object] | None = None
+_HEARTBEAT_INTERVAL: Final = 1.0
 
 
-def register_drainer(
-    order: int, wait_idle: Callable[[float | None], bool], cut: Callable[[], None]
-) -> None:
-    """Drain this source of work in ``drain()`` and at exit, lowest ``order`` first.
-
-    ``wait_idle(timeout)`` returns True once nothing is pending; ``cut()`` logs by name
-    and abandons or cancels what is still pending once the exit deadline has passed.
-    """
-    _drainers.append(_Drainer(order, wait_idle, cut))
-    _drainers.sort(key=lambda drainer: drainer.order)
+def register_drainer(order: int, drainer: Drainer) -> None:
+    """Drain ``drainer`` in ``drain()`` and at exit, lowest ``order`` first."""
+    _drainers.append((order, weakref.ref(drainer)))
+    _drainers.sort(key=lambda entry: entry[0])
     _install_exit_hook()
+
+
+def _live_drainers() -> list[Drainer]:
+    return [drainer for _, ref in list(_drainers) if (drainer := ref()) is not None]
 
 
 def drain(timeout: float | None = None) -> bool:
     """Wait until bgtask has no pending background work; True when it all finished in time.
 
     Covers tasks handed to the offload pool and async tasks on the private event loop.
-    Returns at once when there are none.
+    Returns at once when there are none. Raises ``RuntimeError`` when called from a task
+    it would wait for (an async task, or an offloaded one).
 
     >>> drain(timeout=5.0)
     True
     """
-    deadline = None if timeout is None or math.isinf(timeout) else time.monotonic() + timeout
-    for drainer in list(_drainers):
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not drainer.wait_idle(remaining):
-            return False
+    return _drain(timeout, heartbeat=None)
+
+
+def _drain(timeout: float | None, heartbeat: Callable[[], object] | None) -> bool:
+    if timeout is not None and not timeout < threading.TIMEOUT_MAX:
+        timeout = None  # infinity, or more than a lock can wait: no deadline
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for drainer in _live_drainers():
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if heartbeat is None:
+                if not drainer.wait_idle(remaining):
+                    return False
+                break
+            try:
+                heartbeat()
+            except Exception:
+                logger.warning("bgtask: the exit heartbeat failed; draining without it")
+                heartbeat = None
+                continue
+            step = _HEARTBEAT_INTERVAL if remaining is None else min(remaining, _HEARTBEAT_INTERVAL)
+            if drainer.wait_idle(step):
+                break
+            if remaining is not None and remaining <= step:
+                return False
     return True
+
+
+def set_exit_heartbeat(heartbeat: Callable[[], object] | None) -> None:
+    """Call ``heartbeat`` every second while the exit drain waits (None: no heartbeat).
+
+    gunicorn kills a worker that stops notifying its master for ``timeout`` seconds, and a
+    worker draining at exit (after ``--max-requests``, or a reload) notifies nothing: the
+    ``bgtask.gunicorn`` hook passes the worker's ``notify`` here.
+    """
+    global _heartbeat
+    _heartbeat = heartbeat
 
 
 def set_exit_timeout(seconds: float) -> None:
@@ -104,9 +145,9 @@ def exit_deadline() -> float:
 
 
 def _drain_at_exit() -> None:
-    if drain(exit_deadline()):
+    if _drain(exit_deadline(), _heartbeat):
         return
-    for drainer in list(_drainers):
+    for drainer in _live_drainers():
         drainer.cut()
 
 

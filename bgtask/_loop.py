@@ -120,7 +120,7 @@ def _register_once() -> None:
     if not _registered:
         _registered = True
         # After the offload pool (order 0), whose tasks may still hand work to the loop.
-        register_drainer(1, wait_idle, cut)
+        register_drainer(1, _DRAINER)
 
 
 def _current_runner() -> _Runner | None:
@@ -235,3 +235,16 @@ def _cancel_in_flight(runner: _Runner) -> None:
         )
     for task in list(runner.in_flight):
         task.cancel()
+
+
+class _LoopDrainer:
+    """This module's ``wait_idle`` and ``cut``, as the object ``_exit`` holds weakly."""
+
+    def wait_idle(self, timeout: float | None, /) -> bool:
+        return wait_idle(timeout)
+
+    def cut(self) -> None:
+        cut()
+
+
+_DRAINER: Final = _LoopDrainer()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
@@ -54,7 +55,16 @@ class _Worker:
 class _State:
     """The pool's threads and queue in one process (replaced after ``fork()``)."""
 
-    __slots__ = ("busy", "idle", "idle_waiters", "lock", "pending", "pid", "threads")
+    __slots__ = (
+        "busy",
+        "idle",
+        "idle_waiters",
+        "lock",
+        "pending",
+        "pid",
+        "thread_ids",
+        "threads",
+    )
 
     def __init__(self) -> None:
         self.pid = os.getpid()
@@ -64,6 +74,8 @@ class _State:
         #: Collections being run right now, for drain() and for naming what exit cuts.
         self.busy: list[BackgroundTasks] = []
         self.threads = 0
+        #: The pool threads' native ids: drain() from one of them would wait on itself.
+        self.thread_ids: set[int] = set()
         self.idle_waiters: list[concurrent.futures.Future[None]] = []
 
 
@@ -96,7 +108,7 @@ class OffloadPool:
         self._last_warning = -float("inf")
         self._state: _State | None = None
         self._state_lock: Any = native("_thread", "allocate_lock")()
-        register_drainer(0, self.wait_idle, self.cut)
+        register_drainer(0, self)
 
     def submit(self, tasks: BackgroundTasks) -> None:
         """Run ``tasks`` on a pool thread, or inline if the queue is full. Never raises."""
@@ -122,16 +134,31 @@ class OffloadPool:
         if start:
             worker = _Worker()
             worker.work = tasks
-            native("_thread", "start_new_thread")(self._serve, (state, worker))
+            try:
+                native("_thread", "start_new_thread")(self._serve, (state, worker))
+            except RuntimeError:
+                # No new threads once the interpreter is finalizing (3.12+): run it here.
+                with state.lock:
+                    state.threads -= 1
+                    state.busy.remove(tasks)
+                tasks.run_for_request()
             return
         self._warn_full(len(state.pending))
         tasks.run_for_request()
 
-    def wait_idle(self, timeout: float | None) -> bool:
+    def wait_idle(self, timeout: float | None, /) -> bool:
         """Wait until no collection is queued or running; True when that happened in time."""
         state = self._state
         if state is None or state.pid != os.getpid():
             return True
+        if native("_thread", "get_ident")() in state.thread_ids:
+            msg = (
+                "cannot wait for the offload pool from one of its own tasks: it would wait "
+                "for itself; return from the task instead"
+            )
+            raise RuntimeError(msg)
+        if timeout is not None and not timeout < threading.TIMEOUT_MAX:
+            timeout = None  # more than a lock can wait: no deadline
         import concurrent.futures
 
         with state.lock:
@@ -179,12 +206,17 @@ class OffloadPool:
             return self._state
 
     def _serve(self, state: _State, worker: _Worker) -> None:
+        state.thread_ids.add(native("_thread", "get_ident")())
         tasks = worker.work
         while tasks is not None:
             try:
                 tasks.run_for_request()
             except BaseException:  # SystemExit in a task: there is no caller to stop
-                logger.exception("bgtask: an offloaded collection stopped the pool thread's run")
+                logger.exception(
+                    "bgtask: a task raised a BaseException, which stopped its offloaded "
+                    "collection; the tasks after it did not run (the collection: %s)",
+                    ", ".join(names_of(tasks.discard())),
+                )
             waiters: list[concurrent.futures.Future[None]] = []
             with state.lock:
                 state.busy.remove(tasks)

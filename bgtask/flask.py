@@ -88,11 +88,13 @@ class BgTask:
         """Install bgtask on ``app``; calling it again for the same app does nothing."""
         if "bgtask" in app.extensions:
             return
-        app.extensions["bgtask"] = self
-        enable_response_background()
-        app.wsgi_app = BackgroundTaskMiddleware(  # type: ignore[method-assign]
+        # Built first: a bad offload or backend raises before anything is registered.
+        middleware = BackgroundTaskMiddleware(
             _WithAppContext(app, app.wsgi_app), offload=self.offload, backend=self.backend
         )
+        app.extensions["bgtask"] = self
+        enable_response_background()
+        app.wsgi_app = middleware  # type: ignore[method-assign]
         injector = _Injector(app)
         app.url_value_preprocessor(injector)
         _discard_when_the_view_raises(app)

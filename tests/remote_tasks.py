@@ -1,0 +1,63 @@
+"""Task functions for the RQ and Celery tests: importable by name, so workers can run them.
+
+Each appends one JSON line to the events file it is given (O_APPEND: lines from several
+processes do not interleave), with the pid that ran it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+def record_event(events: str, event: str, **fields: Any) -> None:
+    """Append one event line, with the time and the pid of the process."""
+    line = {"event": event, "time": time.time(), "pid": os.getpid(), **fields}
+    with open(events, "a", encoding="utf-8") as file:
+        file.write(json.dumps(line) + "\n")
+
+
+def read_events(events: str | Path) -> list[dict[str, Any]]:
+    """Every complete event line so far."""
+    path = Path(events)
+    if not path.exists():
+        return []
+    text = path.read_text()
+    complete = text.splitlines() if text.endswith("\n") else text.splitlines()[:-1]
+    return [json.loads(line) for line in complete]
+
+
+def record(events: str, tag: str) -> None:
+    """A sync task: records that it ran."""
+    record_event(events, "task", tag=tag, kind="sync")
+
+
+async def record_async(events: str, tag: str) -> None:
+    """An async task: records that it ran, and in which thread (bgtask's loop thread)."""
+    await asyncio.sleep(0)
+    record_event(events, "task", tag=tag, kind="async", thread=threading.get_native_id())
+
+
+def fail(events: str, tag: str) -> None:
+    """A task that records its start, then raises."""
+    record_event(events, "task", tag=tag, kind="failing")
+    msg = "this task fails on purpose"
+    raise RuntimeError(msg)
+
+
+def flaky(events: str, tag: str, failures: int) -> None:
+    """Fails on its first ``failures`` attempts (counted in the events file), then succeeds."""
+    attempts = sum(1 for e in read_events(events) if e["event"] == "attempt" and e["tag"] == tag)
+    record_event(events, "attempt", tag=tag)
+    if attempts < failures:
+        msg = f"attempt {attempts + 1} of {tag} fails on purpose"
+        raise RuntimeError(msg)
+    record_event(events, "task", tag=tag, kind="flaky")
+
+
+KINDS = {"record": record, "async": record_async, "fail": fail, "flaky": flaky}
