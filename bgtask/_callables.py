@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -24,6 +25,12 @@ def is_async_callable(func: Callable[..., Any]) -> bool:
     >>> is_async_callable(functools.partial(ping))
     True
     """
+    if type(func) is types.FunctionType:
+        # The common case, answered from the code flags without inspect's generic walk;
+        # 3.12's inspect.markcoroutinefunction leaves a marker attribute instead.
+        return bool(func.__code__.co_flags & inspect.CO_COROUTINE) or hasattr(
+            func, "_is_coroutine_marker"
+        )
     while isinstance(func, functools.partial):
         func = func.func
     if inspect.iscoroutinefunction(func):

@@ -20,7 +20,7 @@ import contextvars
 import logging
 import os
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any, Final
 
 from ._exit import register_drainer
@@ -155,7 +155,8 @@ def run_chain(next_step: Callable[[], Step | None]) -> None:
     """Run coroutines one after another on the private loop; block until the chain ends.
 
     ``next_step`` is called in the loop thread before each coroutine and returns the next
-    one, or None to end the chain, so consecutive async tasks share a single hand-off.
+    one, or None to end the chain. The whole chain is one hand-off to the loop and one
+    asyncio task, each coroutine still running in its own context.
     """
     runner = _current_runner()
     if runner is None:
@@ -169,28 +170,69 @@ def run_chain(next_step: Callable[[], Step | None]) -> None:
     done.acquire()
     errors: list[BaseException] = []
 
-    def advance(finished_task: asyncio.Task[None] | None = None) -> None:
-        if finished_task is not None:
-            runner.in_flight.discard(finished_task)
-        try:
-            step = next_step()
-        except BaseException as exc:  # re-raised in the waiting thread
-            errors.append(exc)
-            step = None
-        if step is None:
-            runner.chain_ended()
-            done.release()
-            return
-        coroutine, context, name = step
-        task = loop.create_task(coroutine, name=name, context=context)
+    def finished(task: asyncio.Task[None]) -> None:
+        runner.in_flight.discard(task)
+        runner.chain_ended()
+        done.release()
+
+    def start() -> None:
+        task = loop.create_task(_drive(next_step, errors))
         runner.in_flight.add(task)
-        task.add_done_callback(advance)
+        task.add_done_callback(finished)
 
     runner.chain_started()
-    loop.call_soon_threadsafe(advance)
+    loop.call_soon_threadsafe(start)
     done.acquire()
     if errors:
         raise errors[0]
+
+
+async def _drive(next_step: Callable[[], Step | None], errors: list[BaseException]) -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    while True:
+        try:
+            step = next_step()
+        except BaseException as exc:  # re-raised in the waiting thread, never in the loop's
+            errors.append(exc)
+            return
+        if step is None:
+            return
+        coroutine, context, name = step
+        task.set_name(name)  # what the exit deadline names when it cancels
+        await _InContext(coroutine, context)
+        if task.cancelling():
+            return  # cut at the exit deadline: the rest of the chain does not start
+
+
+class _InContext:
+    """Await ``coroutine`` with each of its steps run in ``context``.
+
+    The same as awaiting a new asyncio task created with ``context=``, without the task:
+    the chain's one task carries every coroutine, so ten consecutive async tasks cost one
+    hand-off, not ten task creations and loop iterations.
+    """
+
+    __slots__ = ("context", "coroutine")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, None], context: contextvars.Context) -> None:
+        self.coroutine = coroutine
+        self.context = context
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        run, send, throw = self.context.run, self.coroutine.send, self.coroutine.throw
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                yielded = run(send, value) if error is None else run(throw, error)
+            except StopIteration:
+                return
+            value, error = None, None
+            try:
+                value = yield yielded
+            except BaseException as exc:  # CancelledError from the task: pass it inside
+                error = exc
 
 
 def _run_chain_here(next_step: Callable[[], Step | None]) -> None:
