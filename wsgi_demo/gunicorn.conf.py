@@ -8,3 +8,6 @@ threads = 4
 graceful_timeout = 15
 accesslog = "-"
 loglevel = "info"
+
+# Keep the heartbeat while a restarting worker drains its tasks (see the README).
+from bgtask.gunicorn import post_worker_init  # noqa: E402,F401 (a gunicorn hook)
