@@ -129,11 +129,16 @@ class BackgroundTasks:
         ``check`` is called with every task queued or attached, and raises ``TypeError``
         for one its backend could not run (the request that queued it gets the error).
         """
-        collection = cls()
+        # Every slot assigned here, once: this runs for every request.
+        collection = object.__new__(cls)
+        collection.tasks = []
+        collection.continue_on_error = False
         collection._request = True
         collection._check = check
-        if recorders:
-            collection._runs = all(recorder.run for recorder in recorders)
+        collection._sealed = False
+        collection._tail = None
+        collection._around = None
+        collection._runs = all(recorder.run for recorder in recorders) if recorders else True
         return collection
 
     def attach(self, item: Item, *, stage: int) -> None:

@@ -125,17 +125,32 @@ def run_after_close(
     An instance of the server's ``wsgi.file_wrapper`` is returned itself, its ``close``
     chained, so the server keeps its sendfile path; anything else is wrapped.
     """
+    watched = not tasks.is_empty()
     file_wrapper = environ.get("wsgi.file_wrapper")
     if isinstance(file_wrapper, type) and isinstance(app_iter, file_wrapper):
-        closing = _ClosingIterable(app_iter, tasks, submit)
+        closing = (_WatchedClosingIterable if watched else _ClosingIterable)(
+            app_iter, tasks, submit
+        )
         try:
             app_iter.close = closing.close  # type: ignore[attr-defined]
         except AttributeError:
             return closing  # a wrapper with __slots__: wrapping it is all we can do
         return app_iter
-    if hasattr(type(app_iter), "__len__"):
+    kind = type(app_iter)
+    sized = _sized_types.get(kind)
+    if sized is None:
+        sized = _sized_types[kind] = hasattr(kind, "__len__")
+    if sized:
+        if watched:
+            return _WatchedSizedClosingIterable(app_iter, tasks, submit)
         return _SizedClosingIterable(app_iter, tasks, submit)
+    if watched:
+        return _WatchedClosingIterable(app_iter, tasks, submit)
     return _ClosingIterable(app_iter, tasks, submit)
+
+
+#: Whether responses of a type have a len(): asked once per type, not per request.
+_sized_types: dict[type, bool] = {list: True, tuple: True}
 
 
 def discard_tasks(tasks: BackgroundTasks, reason: str, *, seal: bool = True) -> None:
@@ -151,15 +166,7 @@ def discard_tasks(tasks: BackgroundTasks, reason: str, *, seal: bool = True) -> 
 class _ClosingIterable:
     """The app's response iterable, whose ``close()`` then runs the request's tasks."""
 
-    __slots__ = (
-        "_app_close",
-        "_app_iter",
-        "_body_failed",
-        "_closed",
-        "_iterator",
-        "_submit",
-        "_tasks",
-    )
+    __slots__ = ("_app_close", "_app_iter", "_body_failed", "_closed", "_submit", "_tasks")
 
     def __init__(
         self, app_iter: Iterable[bytes], tasks: BackgroundTasks, submit: Submit | None
@@ -176,14 +183,16 @@ class _ClosingIterable:
         app_iter = self._app_iter
         if type(app_iter) is list or type(app_iter) is tuple:
             return iter(app_iter)  # cannot raise mid-body: no per-chunk wrapper needed
-        self._iterator = iter(app_iter)
-        return self
+        return self._chunks(iter(app_iter))
 
-    def __next__(self) -> bytes:
+    def _chunks(self, iterator: Iterator[bytes]) -> Iterator[bytes]:
+        # A generator costs less per chunk than a Python __next__ method. Not `yield from`:
+        # closing this generator would close the app's iterable a second time.
         try:
-            return next(self._iterator)
-        except StopIteration:
-            raise
+            for chunk in iterator:  # noqa: UP028 (see above)
+                yield chunk
+        except GeneratorExit:
+            raise  # the server stopped iterating (client gone): not a failed body
         except BaseException:
             self._body_failed = True
             raise
@@ -206,6 +215,28 @@ class _ClosingIterable:
             else:
                 self._submit(self._tasks)
 
+
+
+class _SizedClosingIterable(_ClosingIterable):
+    """Keeps ``len()`` of the app's iterable: wsgiref sets Content-Length from it."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self._app_iter)  # type: ignore[arg-type]
+
+
+class _Watched:
+    """Says so when a response holding tasks is dropped without ``close()``.
+
+    Only for responses that had tasks queued when the app returned: a ``__del__`` costs a
+    call on every request, which the common response (nothing queued) should not pay.
+    """
+
+    __slots__ = ()
+    _closed: bool
+    _tasks: BackgroundTasks
+
     def __del__(self) -> None:
         if not self._closed and not self._tasks.is_empty():
             logger.warning(
@@ -216,10 +247,9 @@ class _ClosingIterable:
             )
 
 
-class _SizedClosingIterable(_ClosingIterable):
-    """Keeps ``len()`` of the app's iterable: wsgiref sets Content-Length from it."""
-
+class _WatchedClosingIterable(_Watched, _ClosingIterable):
     __slots__ = ()
 
-    def __len__(self) -> int:
-        return len(self._app_iter)  # type: ignore[arg-type]
+
+class _WatchedSizedClosingIterable(_Watched, _SizedClosingIterable):
+    __slots__ = ()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import gc
 import io
 import logging
 import threading
@@ -476,3 +477,24 @@ def test_middleware_passes_wsgiref_validator_on_both_sides() -> None:
         call = Call(checked)
         call.serve()
     assert events == ["task", "task"]
+
+
+def test_app_iterable_is_closed_once_when_the_client_leaves_mid_stream() -> None:
+    """Werkzeug's ClosingIterator runs its callbacks on every close(): bgtask closes once."""
+    closes: list[str] = []
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            yield b"a"
+            yield b"b"
+
+        def close(self) -> None:
+            closes.append("closed")
+
+    call = Call(BackgroundTaskMiddleware(queuing_app([], body=Body)))
+    iterator = iter(call.result)
+    assert next(iterator) == b"a"
+    call.close()
+    del iterator, call
+    gc.collect()
+    assert closes == ["closed"]
