@@ -411,7 +411,8 @@ def _rebased(
         )
     carried = [(var, value) for var, value in item.context.items() if var not in exclude]
     context = base.copy()
-    context.run(_set_all, carried)
+    if carried:
+        context.run(_set_all, carried)
     return item.in_context(context)
 
 

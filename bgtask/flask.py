@@ -24,8 +24,8 @@ are discarded with a warning.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
+import functools
 import inspect
 import re
 import typing
@@ -40,7 +40,7 @@ from ._middleware import Backend, BackgroundTaskMiddleware, discard_tasks
 from .werkzeug import enable_response_background
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterable
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -95,8 +95,7 @@ class BgTask:
         app.extensions["bgtask"] = self
         enable_response_background()
         app.wsgi_app = middleware  # type: ignore[method-assign]
-        injector = _Injector(app)
-        app.url_value_preprocessor(injector)
+        app.ensure_sync = _Injector(app.ensure_sync)  # type: ignore[method-assign]
         _discard_when_the_view_raises(app)
 
 
@@ -107,47 +106,70 @@ class _WithAppContext:
 
     def __init__(self, app: flask.Flask, wsgi_app: WSGIApplication) -> None:
         self.wsgi_app = wsgi_app
-
-        @contextlib.contextmanager
-        def around(tasks: BackgroundTasks) -> Iterator[None]:
-            with app.app_context():
-                # Each task keeps the variables it captured (a request id) but not Flask's:
-                # it sees this app context, and has_request_context() is False.
-                tasks.rebase(contextvars.copy_context(), exclude=_FLASK_VARIABLES)
-                yield
-
-        self.around = around
+        self.around = functools.partial(_FreshAppContext, app)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         environ[ENVIRON_KEY].run_inside(self.around)
         return self.wsgi_app(environ, start_response)
 
 
-class _Injector:
-    """A URL value preprocessor giving ``BackgroundTasks`` parameters the request's collection."""
+class _FreshAppContext:
+    """A new app context of ``app``, pushed around a request's tasks."""
 
-    __slots__ = ("app", "cache")
+    __slots__ = ("app", "context", "tasks")
 
-    def __init__(self, app: flask.Flask) -> None:
+    def __init__(self, app: flask.Flask, tasks: BackgroundTasks) -> None:
         self.app = app
-        #: (view function, HTTP method) -> names of the parameters to inject.
-        self.cache: dict[tuple[Callable[..., Any], str], tuple[str, ...]] = {}
+        self.tasks = tasks
 
-    def __call__(self, endpoint: str | None, values: dict[str, Any] | None) -> None:
-        if endpoint is None or values is None:
-            return
-        view = self.app.view_functions.get(endpoint)
-        if view is None:
-            return
-        method = flask.request.method
-        key = (view, method)
-        names = self.cache.get(key)
+    def __enter__(self) -> None:
+        self.context = self.app.app_context()
+        self.context.push()
+        # Each task keeps the variables it captured (a request id) but not Flask's: it sees
+        # this app context, and has_request_context() is False.
+        self.tasks.rebase(contextvars.copy_context(), exclude=_FLASK_VARIABLES)
+
+    def __exit__(self, *exc_info: object) -> None:
+        # teardown_appcontext runs here, after the tasks (database sessions go back).
+        error = exc_info[1]
+        self.context.pop(error if isinstance(error, BaseException) else None)
+
+
+class _Injector:
+    """Wraps ``app.ensure_sync``, through which Flask calls every view, to inject tasks.
+
+    A view parameter annotated ``BackgroundTasks`` receives the request's collection. The
+    parameters are looked up once per function (per method for a ``MethodView``), so a
+    view that takes none costs one dictionary lookup.
+    """
+
+    __slots__ = ("by_function", "by_method", "ensure_sync")
+
+    def __init__(self, ensure_sync: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+        self.ensure_sync = ensure_sync
+        self.by_function: dict[Callable[..., Any], tuple[str, ...]] = {}
+        self.by_method: dict[tuple[Callable[..., Any], str], tuple[str, ...]] = {}
+
+    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        runnable = self.ensure_sync(func)
+        names = self.by_function.get(func)
         if names is None:
-            names = self.cache[key] = _parameters_wanting_tasks(_handler(view, method))
-        if names:
-            tasks = flask.request.environ[ENVIRON_KEY]
-            for name in names:
-                values[name] = tasks
+            if getattr(func, "view_class", None) is None:
+                names = self.by_function[func] = _parameters_wanting_tasks(func)
+            elif flask.has_request_context():
+                method = flask.request.method
+                key = (func, method)
+                names = self.by_method.get(key)
+                if names is None:
+                    names = self.by_method[key] = _parameters_wanting_tasks(
+                        _handler(func, method)
+                    )
+            else:
+                names = ()
+        if not names or not flask.has_request_context():
+            return runnable
+        tasks = flask.request.environ[ENVIRON_KEY]
+        return functools.partial(runnable, **dict.fromkeys(names, tasks))
 
 
 def _handler(view: Callable[..., Any], method: str) -> Callable[..., Any]:
