@@ -15,7 +15,6 @@ Facts this module is built on (see WSGI_FACTS.md):
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextvars
 import logging
 import os
@@ -25,6 +24,7 @@ from typing import Any, Final
 
 from ._exit import register_drainer
 from ._native import native
+from ._pending import Pending
 
 __all__ = ["Step", "cut", "run_chain", "wait_idle"]
 
@@ -40,7 +40,7 @@ _CANCEL_GRACE: Final = 2.0
 class _Runner:
     """The loop of this process and what it has pending."""
 
-    __slots__ = ("active_chains", "idle_waiters", "in_flight", "lock", "loop", "pid")
+    __slots__ = ("chains", "in_flight", "loop", "pid")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -48,36 +48,8 @@ class _Runner:
         #: The running asyncio tasks, touched only in the loop thread.
         self.in_flight: set[asyncio.Task[None]] = set()
         # Counted from the submitting thread, so drain() can answer without a round trip
-        # through a loop that may be busy. A native lock: the loop thread takes it too.
-        self.lock = native("_thread", "allocate_lock")()
-        self.active_chains = 0
-        self.idle_waiters: list[concurrent.futures.Future[None]] = []
-
-    def chain_started(self) -> None:
-        with self.lock:
-            self.active_chains += 1
-
-    def chain_ended(self) -> None:
-        with self.lock:
-            self.active_chains -= 1
-            if self.active_chains or not self.idle_waiters:
-                return
-            waiters, self.idle_waiters = self.idle_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def wait_idle(self, timeout: float | None) -> bool:
-        with self.lock:
-            if self.active_chains == 0:
-                return True
-            idle: concurrent.futures.Future[None] = concurrent.futures.Future()
-            self.idle_waiters.append(idle)
-        try:
-            idle.result(timeout)
-        except concurrent.futures.TimeoutError:
-            return False
-        return True
+        # through a loop that may be busy.
+        self.chains = Pending()
 
 
 _start_lock = native("_thread", "allocate_lock")()
@@ -172,7 +144,7 @@ def run_chain(next_step: Callable[[], Step | None]) -> None:
 
     def finished(task: asyncio.Task[None]) -> None:
         runner.in_flight.discard(task)
-        runner.chain_ended()
+        runner.chains.done()
         done.release()
 
     def start() -> None:
@@ -180,7 +152,7 @@ def run_chain(next_step: Callable[[], Step | None]) -> None:
         runner.in_flight.add(task)
         task.add_done_callback(finished)
 
-    runner.chain_started()
+    runner.chains.add()
     loop.call_soon_threadsafe(start)
     done.acquire()
     if errors:
@@ -253,9 +225,7 @@ def wait_idle(timeout: float | None) -> bool:
     if runner is None or runner.pid != os.getpid():
         return True
     _refuse_inside(runner.loop)
-    if timeout is not None and not timeout < threading.TIMEOUT_MAX:
-        timeout = None  # infinity (or more than a lock can wait): no deadline
-    return runner.wait_idle(timeout)
+    return runner.chains.wait(timeout)
 
 
 def cut() -> None:

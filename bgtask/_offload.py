@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
@@ -26,9 +25,9 @@ from typing import TYPE_CHECKING, Any, Final
 from ._collection import names_of
 from ._exit import register_drainer
 from ._native import native
+from ._pending import Pending
 
 if TYPE_CHECKING:
-    import concurrent.futures
 
     from ._collection import BackgroundTasks
 
@@ -55,16 +54,7 @@ class _Worker:
 class _State:
     """The pool's threads and queue in one process (replaced after ``fork()``)."""
 
-    __slots__ = (
-        "busy",
-        "idle",
-        "idle_waiters",
-        "lock",
-        "pending",
-        "pid",
-        "thread_ids",
-        "threads",
-    )
+    __slots__ = ("busy", "idle", "lock", "pending", "pid", "thread_ids", "threads", "work")
 
     def __init__(self) -> None:
         self.pid = os.getpid()
@@ -76,7 +66,8 @@ class _State:
         self.threads = 0
         #: The pool threads' native ids: drain() from one of them would wait on itself.
         self.thread_ids: set[int] = set()
-        self.idle_waiters: list[concurrent.futures.Future[None]] = []
+        #: Collections queued or running, for drain().
+        self.work = Pending()
 
 
 class OffloadPool:
@@ -116,6 +107,7 @@ class OffloadPool:
             return
         state = self._current()
         with state.lock:
+            state.work.add()
             if state.idle:
                 worker = state.idle.pop()
                 worker.work = tasks
@@ -131,6 +123,7 @@ class OffloadPool:
                 return
             else:
                 start = False
+                state.work.done()
         if start:
             worker = _Worker()
             worker.work = tasks
@@ -141,7 +134,10 @@ class OffloadPool:
                 with state.lock:
                     state.threads -= 1
                     state.busy.remove(tasks)
-                tasks.run_for_request()
+                try:
+                    tasks.run_for_request()
+                finally:
+                    state.work.done()
             return
         self._warn_full(len(state.pending))
         tasks.run_for_request()
@@ -157,20 +153,7 @@ class OffloadPool:
                 "for itself; return from the task instead"
             )
             raise RuntimeError(msg)
-        if timeout is not None and not timeout < threading.TIMEOUT_MAX:
-            timeout = None  # more than a lock can wait: no deadline
-        import concurrent.futures
-
-        with state.lock:
-            if not state.busy and not state.pending:
-                return True
-            idle: concurrent.futures.Future[None] = concurrent.futures.Future()
-            state.idle_waiters.append(idle)
-        try:
-            idle.result(timeout)
-        except concurrent.futures.TimeoutError:
-            return False
-        return True
+        return state.work.wait(timeout)
 
     def cut(self) -> None:
         """At the exit deadline: drop what never started and name what is still running."""
@@ -181,6 +164,7 @@ class OffloadPool:
             dropped = list(state.pending)
             state.pending.clear()
             running = list(state.busy)
+        state.work.done(len(dropped))
         if dropped:
             names = [name for tasks in dropped for name in names_of(tasks.discard())]
             logger.error(
@@ -217,7 +201,6 @@ class OffloadPool:
                     "collection; the tasks after it did not run (the collection: %s)",
                     ", ".join(names_of(tasks.discard())),
                 )
-            waiters: list[concurrent.futures.Future[None]] = []
             with state.lock:
                 state.busy.remove(tasks)
                 if state.pending:
@@ -226,11 +209,7 @@ class OffloadPool:
                 else:
                     tasks = worker.work = None
                     state.idle.append(worker)
-                    if not state.busy and state.idle_waiters:
-                        waiters, state.idle_waiters = state.idle_waiters, []
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+            state.work.done()
             if tasks is None:
                 worker.wake.acquire()  # until submit() hands this thread a collection
                 tasks = worker.work
