@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ._middleware import Backend
     from ._task import BackgroundTask
 
-__all__ = ["RetryPolicy", "check_remote", "describe_batch", "encode", "run_here"]
+__all__ = ["RemoteBackend", "RetryPolicy", "check_remote", "describe_batch", "encode", "run_here"]
 
 logger: Final = logging.getLogger("bgtask")
 
@@ -104,6 +104,57 @@ def describe_batch(batch: BackgroundTasks, limit: int = 10) -> str:
     shown = ", ".join(names[:limit])
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
     return f"bgtask: {shown}{more}"
+
+
+class RemoteBackend:
+    """What the RQ and Celery backends share: the check at ``add_task``, one job per
+    collection sent after the response, and running here when the engine is unreachable.
+
+    A subclass says where jobs go (``destination``), how the engine serializes
+    (``serializer``) and how it sends one (``send``).
+
+    >>> class Printing(RemoteBackend):
+    ...     def destination(self): return "stdout"
+    ...     def serializer(self): return "repr", repr
+    ...     def send(self, batch): print(describe_batch(batch))
+    >>> backend = Printing(retry=None, fallback=None)
+    """
+
+    __slots__ = ("fallback", "retry")
+
+    def __init__(self, *, retry: RetryPolicy | None, fallback: Backend | None) -> None:
+        self.retry = retry
+        self.fallback = fallback
+
+    def destination(self) -> str:
+        """Where jobs go, for messages: ``RQ queue 'bgtask'``."""
+        raise NotImplementedError
+
+    def serializer(self) -> tuple[str, Callable[[Any], object]]:
+        """The engine's serializer: its name for messages, and its ``dumps``."""
+        raise NotImplementedError
+
+    def send(self, batch: BackgroundTasks) -> None:
+        """Hand ``batch`` to the engine as one job; raise if it cannot be reached."""
+        raise NotImplementedError
+
+    def check(self, task: BackgroundTask) -> None:
+        """Raise ``TypeError`` for a task a worker could not import, or whose arguments the
+        engine could not serialize."""
+        name, dumps = self.serializer()
+        check_remote(task, destination=self.destination(), serializer=name, dumps=dumps)
+
+    def submit(self, tasks: BackgroundTasks) -> None:
+        """Send ``tasks`` as one job; run them here if that fails. Never raises."""
+        if tasks.seal_if_empty():
+            return
+        batch = tasks.detach()
+        if batch.is_empty():
+            return
+        try:
+            self.send(batch)
+        except Exception as exc:
+            run_here(batch, self.fallback, self.destination(), exc)
 
 
 def run_here(

@@ -29,14 +29,15 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._job import TasksFailed
 from ._job import run_payload as _run_payload
-from ._remote import RetryPolicy, check_remote, describe_batch, encode, run_here
+from ._remote import RemoteBackend, RetryPolicy, describe_batch, encode
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from celery import Celery
 
     from ._collection import BackgroundTasks
     from ._middleware import Backend
-    from ._task import BackgroundTask
 
 __all__ = ["TASK_NAME", "CeleryBackend", "RetryPolicy"]
 
@@ -48,7 +49,7 @@ TASK_NAME: Final = "bgtask.run_collection"
 _registered = False
 
 
-class CeleryBackend:
+class CeleryBackend(RemoteBackend):
     """Sends each request's tasks to the Celery ``app``'s broker as one task, after the response.
 
     At ``add_task`` each task is checked: its function must be importable by name in a
@@ -69,7 +70,7 @@ class CeleryBackend:
     <CeleryBackend queue 'bgtask'>
     """
 
-    __slots__ = ("app", "fallback", "queue", "retry")
+    __slots__ = ("app", "queue")
 
     def __init__(
         self,
@@ -84,51 +85,38 @@ class CeleryBackend:
         if not isinstance(app, celery.Celery):
             msg = f"CeleryBackend needs a celery.Celery app, got {type(app).__name__}"
             raise TypeError(msg)
+        super().__init__(retry=retry, fallback=fallback)
         self.app = app
-        self.retry = retry
-        self.fallback = fallback
         self.queue = queue
         _register_task()
 
     def __repr__(self) -> str:
         return f"<CeleryBackend queue {self.queue!r}>"
 
-    def check(self, task: BackgroundTask) -> None:
-        """Raise ``TypeError`` for a task a Celery worker could not import or load."""
+    def destination(self) -> str:
+        queue = "its default queue" if self.queue is None else f"queue {self.queue!r}"
+        return f"Celery app {self.app.main or '__main__'!r}, {queue}"
+
+    def serializer(self) -> tuple[str, Callable[[Any], object]]:
         from kombu.serialization import dumps
 
         serializer: str = self.app.conf.task_serializer
-        check_remote(
-            task,
-            destination=self._destination(),
-            serializer=f"Celery's task_serializer ({serializer})",
-            dumps=lambda data: dumps(data, serializer=serializer),  # type: ignore[no-untyped-call]
+        return (
+            f"Celery's task_serializer ({serializer})",
+            lambda data: dumps(data, serializer=serializer),  # type: ignore[no-untyped-call]
         )
 
-    def submit(self, tasks: BackgroundTasks) -> None:
-        """Send ``tasks`` as one Celery task; run them here if that fails. Never raises."""
-        if tasks.seal_if_empty():
-            return
-        batch = tasks.detach()
-        if batch.is_empty():
-            return
+    def send(self, batch: BackgroundTasks) -> None:
         description = describe_batch(batch)
-        try:
-            self.app.send_task(
-                TASK_NAME,
-                args=[encode(batch, self.retry)],
-                queue=self.queue,
-                ignore_result=True,
-                # Celery's default shows the arguments (emails, tokens) in logs and events.
-                argsrepr=f"({description!r},)",
-                kwargsrepr="{}",
-            )
-        except Exception as exc:
-            run_here(batch, self.fallback, self._destination(), exc)
-
-    def _destination(self) -> str:
-        queue = "its default queue" if self.queue is None else f"queue {self.queue!r}"
-        return f"Celery app {self.app.main or '__main__'!r}, {queue}"
+        self.app.send_task(
+            TASK_NAME,
+            args=[encode(batch, self.retry)],
+            queue=self.queue,
+            ignore_result=True,
+            # Celery's default shows the arguments (emails, tokens) in logs and events.
+            argsrepr=f"({description!r},)",
+            kwargsrepr="{}",
+        )
 
 
 def _run_collection(task: Any, payload: dict[str, Any]) -> None:

@@ -24,14 +24,15 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._job import TasksFailed
 from ._job import run_payload as _run_payload
-from ._remote import RetryPolicy, check_remote, describe_batch, encode, run_here
+from ._remote import RemoteBackend, RetryPolicy, describe_batch, encode
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rq import Queue, Retry
 
     from ._collection import BackgroundTasks
     from ._middleware import Backend
-    from ._task import BackgroundTask
 
 __all__ = ["RQBackend", "RetryPolicy", "run_job"]
 
@@ -43,7 +44,7 @@ JOB_FUNCTION: Final = "bgtask.rq.run_job"
 PROGRESS_KEY: Final = "bgtask_done"
 
 
-class RQBackend:
+class RQBackend(RemoteBackend):
     """Hands each request's tasks to an RQ ``queue`` as one job, after the response.
 
     At ``add_task`` each task is checked: its function must be importable by name in a
@@ -65,7 +66,7 @@ class RQBackend:
     <RQBackend queue 'bgtask'>
     """
 
-    __slots__ = ("_rq_retry", "fallback", "queue", "retry")
+    __slots__ = ("_rq_retry", "queue")
 
     def __init__(
         self, queue: Queue, *, retry: RetryPolicy | None = None, fallback: Backend | None = None
@@ -75,9 +76,8 @@ class RQBackend:
         if not isinstance(queue, rq.Queue):
             msg = f"RQBackend needs an rq.Queue, got {type(queue).__name__}"
             raise TypeError(msg)
+        super().__init__(retry=retry, fallback=fallback)
         self.queue = queue
-        self.retry = retry
-        self.fallback = fallback
         self._rq_retry: Retry | None = None
         if retry is not None:
             # One interval per retry: RQ repeats the *first* one when the list is shorter.
@@ -87,32 +87,20 @@ class RQBackend:
     def __repr__(self) -> str:
         return f"<RQBackend queue {self.queue.name!r}>"
 
-    def check(self, task: BackgroundTask) -> None:
-        """Raise ``TypeError`` for a task an RQ worker could not import or load."""
-        serializer = self.queue.serializer
-        check_remote(
-            task,
-            destination=f"RQ queue {self.queue.name!r}",
-            serializer=_serializer_name(serializer),
-            dumps=serializer.dumps,
-        )
+    def destination(self) -> str:
+        return f"RQ queue {self.queue.name!r}"
 
-    def submit(self, tasks: BackgroundTasks) -> None:
-        """Enqueue ``tasks`` as one job; run them here if Redis fails. Never raises."""
-        if tasks.seal_if_empty():
-            return
-        batch = tasks.detach()
-        if batch.is_empty():
-            return
-        try:
-            self.queue.enqueue_call(
-                JOB_FUNCTION,
-                args=(encode(batch),),
-                retry=self._rq_retry,
-                description=describe_batch(batch),  # RQ's default shows the arguments
-            )
-        except Exception as exc:
-            run_here(batch, self.fallback, f"RQ queue {self.queue.name!r}", exc)
+    def serializer(self) -> tuple[str, Callable[[Any], object]]:
+        serializer = self.queue.serializer
+        return _serializer_name(serializer), serializer.dumps
+
+    def send(self, batch: BackgroundTasks) -> None:
+        self.queue.enqueue_call(
+            JOB_FUNCTION,
+            args=(encode(batch),),
+            retry=self._rq_retry,
+            description=describe_batch(batch),  # RQ's default shows the arguments
+        )
 
 
 def run_job(payload: dict[str, Any]) -> None:
