@@ -1,0 +1,281 @@
+"""RQ and Celery, the same scenarios: a request's tasks run as one job on worker processes.
+
+The in-process tests use an engine on a closed port. The slow ones need Redis at
+127.0.0.1:6379 or RabbitMQ at 127.0.0.1:5672 (they skip, saying how to start it, when it is
+not there); they serve ``tests.remote_app`` under gunicorn, run two workers on a queue of
+their own, and read what ran where from an events file (``tests/deployments.py``).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from bgtask import BackgroundTask, BackgroundTaskMiddleware, OffloadPool
+from bgtask.celery import CeleryBackend
+from bgtask.rq import RQBackend
+from bgtask.testing import capture_tasks
+
+from . import remote_tasks
+from .deployments import (
+    DEPLOYMENTS,
+    Deployment,
+    Mailer,
+    queueing,
+    unreachable_app,
+    unreachable_queue,
+)
+from .engines import event, has_run, post, tags_run, tasks_run
+from .remote_tasks import read_events, record
+from .servers import wait_for
+from .wsgi import serve
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from bgtask import Backend
+
+
+def rq_backend(fallback: Backend | None = None) -> RQBackend:
+    return RQBackend(unreachable_queue(), fallback=fallback)
+
+
+def celery_backend(fallback: Backend | None = None) -> CeleryBackend:
+    return CeleryBackend(unreachable_app(), fallback=fallback)
+
+
+UNREACHABLE: dict[str, Callable[..., Backend]] = {"rq": rq_backend, "celery": celery_backend}
+#: Arguments each engine's default serializer refuses, and how the error says so.
+UNSERIALIZABLE: dict[str, tuple[tuple[Any, ...], str]] = {
+    "rq": ((threading.Lock(),), r"cannot be serialized with RQ's serializer \(pickle\)"),
+    "celery": (({"a", "b"},), r"cannot be serialized with Celery's task_serializer \(json\)"),
+}
+
+
+@pytest.fixture(params=["rq", "celery"])
+def unreachable(request: pytest.FixtureRequest) -> Callable[..., Backend]:
+    """A backend of each engine whose server is a closed port."""
+    factory: Callable[..., Backend] = UNREACHABLE[request.param]
+    return factory
+
+
+# -- checked at add_task, in the request -------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ["rq", "celery"])
+@pytest.mark.parametrize("case", ["lambda", "bound-method", "unserializable-argument"])
+def test_what_a_worker_could_not_run_is_refused_at_add_task(engine: str, case: str) -> None:
+    """A lambda, a bound method, arguments the engine cannot carry: TypeError in the request."""
+    func: Any
+    if case == "lambda":
+        func, args, match = (lambda to: None), ("a@b.c",), "a lambda has no name a worker can"
+    elif case == "bound-method":
+        func, args, match = Mailer().send, ("a@b.c",), "method bound to an object"
+    else:
+        func, (args, match) = print, UNSERIALIZABLE[engine]
+    app = BackgroundTaskMiddleware(
+        queueing(BackgroundTask(func, *args)), backend=UNREACHABLE[engine]()
+    )
+    with pytest.raises(TypeError, match=match):
+        serve(app)
+
+
+def test_a_function_defined_inside_a_function_is_refused_at_add_task(
+    unreachable: Callable[..., Backend],
+) -> None:
+    """A closure cannot be imported by name: TypeError naming it and where it was going."""
+
+    def local_task(to: str) -> None: ...
+
+    app = BackgroundTaskMiddleware(
+        queueing(BackgroundTask(local_task, "a@b.c")), backend=unreachable()
+    )
+    with pytest.raises(TypeError, match=r"local_task on (RQ queue|Celery app) .*defined inside"):
+        serve(app)
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        BackgroundTask(record, "events", "tag"),
+        BackgroundTask(functools.partial(record, "events"), "tag"),
+        BackgroundTask(Mailer.build, "a@b.c"),
+        BackgroundTask(remote_tasks.record_async, "events", "tag"),
+    ],
+    ids=["function", "partial", "classmethod", "async"],
+)
+def test_importable_functions_and_plain_arguments_pass_the_check(
+    unreachable: Callable[..., Backend], task: BackgroundTask
+) -> None:
+    """Module-level functions (sync or async), their partials, classmethods: accepted."""
+    check = getattr(unreachable(), "check")  # noqa: B009 (Backend's check is optional)
+    check(task)
+
+
+# -- the engine unreachable: nothing is lost ----------------------------------------------
+
+
+def test_with_the_engine_unreachable_the_tasks_run_on_the_fallback_with_a_warning(
+    unreachable: Callable[..., Backend], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An OffloadPool fallback runs them in this process, in order, after a WARNING."""
+    events = str(tmp_path / "events.jsonl")
+    pool = OffloadPool(threads=1)
+    app = BackgroundTaskMiddleware(
+        queueing(BackgroundTask(record, events, "a"), BackgroundTask(record, events, "b")),
+        backend=unreachable(fallback=pool),
+    )
+    with caplog.at_level(logging.WARNING, logger="bgtask"):
+        serve(app)
+        assert pool.wait_idle(10)
+    assert tags_run(tmp_path / "events.jsonl") == ["a", "b"]
+    (warning,) = [r for r in caplog.records if "could not enqueue" in r.getMessage()]
+    assert warning.levelname == "WARNING"
+    assert (
+        "with OffloadPool instead: tests.remote_tasks.record, tests.remote_tasks.record"
+        in warning.getMessage()
+    )
+
+
+def test_capture_tasks_without_running_sends_nothing(
+    unreachable: Callable[..., Backend], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under capture_tasks(run=False) the engine is not even tried."""
+    app = BackgroundTaskMiddleware(
+        queueing(BackgroundTask(record, "events", "a")), backend=unreachable()
+    )
+    with capture_tasks(run=False) as queued, caplog.at_level(logging.WARNING, logger="bgtask"):
+        serve(app)
+    assert queued.funcs == [record]
+    assert not caplog.records
+
+
+# -- real workers --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["rq", "celery"])
+def deployment(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    with DEPLOYMENTS[request.param](tmp_path_factory) as deployed:
+        yield deployed
+
+
+@pytest.fixture
+def events(tmp_path: Path) -> Path:
+    return tmp_path / "events.jsonl"
+
+
+@pytest.mark.slow
+def test_tasks_run_on_a_worker_process_after_the_response(
+    deployment: Deployment, events: Path
+) -> None:
+    """The job starts after close(), in a worker process, and runs the tasks in order."""
+    answer = post(deployment.server, "/plain/tasks", {"events": str(events), "tasks": [
+        ["record", "a"], ["record", "b"], ["record", "c"],
+    ]})  # fmt: skip
+    wait_for(has_run(events, "a", "b", "c"), what="the tasks to run on a worker")
+    ran = tasks_run(events)
+    assert [e["tag"] for e in ran] == ["a", "b", "c"]
+    assert {e["pid"] for e in ran} < set(deployment.workers)
+    assert answer["pid"] == event(events, "view")["pid"] not in deployment.workers
+    assert event(events, "closed")["time"] <= ran[0]["time"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("continue_on_error", [False, True])
+def test_a_failing_task_fails_the_job_and_stops_the_rest_unless_continue_on_error(
+    deployment: Deployment, events: Path, continue_on_error: bool
+) -> None:
+    """The job fails for good; the task after the failure runs only with continue_on_error."""
+    tag = "go" if continue_on_error else "stop"
+    post(deployment.server, "/plain/tasks", {
+        "events": str(events), "continue_on_error": continue_on_error,
+        "tasks": [["record", f"{tag}-a"], ["fail", f"{tag}-b"], ["record", f"{tag}-c"]],
+    })  # fmt: skip
+    wait_for(lambda: f"{tag}-b" in deployment.failed_tags(events), what="the job to fail")
+    expected = [f"{tag}-a", f"{tag}-b"] + ([f"{tag}-c"] if continue_on_error else [])
+    assert tags_run(events) == expected
+
+
+@pytest.mark.slow
+def test_a_retry_policy_retries_the_job_from_the_task_that_failed(
+    deployment: Deployment, events: Path
+) -> None:
+    """RetryPolicy(max=2): two retries, then the engine gives up.
+
+    A retry skips the tasks that already succeeded: the first task runs once.
+    """
+    post(deployment.server, "/retry/tasks", {"events": str(events), "tasks": [
+        ["record", "ok-a"], ["flaky", "ok-b", 2], ["record", "ok-c"],
+    ]})  # fmt: skip
+    post(deployment.server, "/retry/tasks", {"events": str(events), "tasks": [
+        ["flaky", "never-d", 10], ["record", "never-e"],
+    ]})  # fmt: skip
+    wait_for(has_run(events, "ok-c"), what="the flaky task to succeed on its third attempt")
+    wait_for(lambda: "never-d" in deployment.failed_tags(events), what="the engine to give up")
+    all_events = read_events(events)
+    for tag in ("ok-b", "never-d"):
+        attempts = [e["time"] for e in all_events if e["event"] == "attempt" and e["tag"] == tag]
+        assert len(attempts) == 3, tag
+        gaps = [later - earlier for earlier, later in itertools.pairwise(attempts)]
+        assert all(gap >= deployment.retry_gap for gap in gaps), gaps
+    assert sorted(tags_run(events)) == ["ok-a", "ok-b", "ok-c"]
+
+
+@pytest.mark.slow
+def test_async_tasks_run_on_the_workers_event_loop(deployment: Deployment, events: Path) -> None:
+    """An async def task runs in the worker process, on bgtask's loop thread, in order."""
+    post(deployment.server, "/plain/tasks", {"events": str(events), "tasks": [
+        ["async", "async-a"], ["record", "async-b"], ["async", "async-c"],
+    ]})  # fmt: skip
+    wait_for(has_run(events, "async-a", "async-b", "async-c"), what="the async tasks")
+    ran = tasks_run(events)
+    assert [e["tag"] for e in ran] == ["async-a", "async-b", "async-c"]
+    assert {e["pid"] for e in ran} < set(deployment.workers)
+    assert all(e["thread"] != e["pid"] for e in ran if e["kind"] == "async")  # not main
+
+
+@pytest.mark.slow
+def test_with_the_engine_unreachable_the_tasks_run_in_the_web_process_with_a_warning(
+    deployment: Deployment, events: Path
+) -> None:
+    """A closed port: the tasks run inline, in order, after a WARNING naming them."""
+    post(deployment.server, "/down/tasks", {"events": str(events), "tasks": [
+        ["record", "down-a"], ["record", "down-b"],
+    ]})  # fmt: skip
+    wait_for(has_run(events, "down-a", "down-b"), what="the tasks to run in the web process")
+    assert tags_run(events) == ["down-a", "down-b"]
+    assert {e["pid"] for e in tasks_run(events)} == {event(events, "view")["pid"]}
+    log = deployment.server.log()
+    assert f"could not enqueue 2 background task(s) {deployment.unreachable}" in log
+    assert "inline instead: tests.remote_tasks.record, tests.remote_tasks.record" in log
+
+
+@pytest.mark.slow
+def test_every_task_of_500_requests_runs_exactly_once_on_the_workers(
+    deployment: Deployment, events: Path
+) -> None:
+    """500 requests with two tasks each, 8 clients at once: 1000 runs, no more, no less."""
+
+    def request(i: int) -> None:
+        post(deployment.server, "/plain/tasks", {"events": str(events), "tasks": [
+            ["record", f"{i}-a"], ["record", f"{i}-b"],
+        ]})  # fmt: skip
+
+    with ThreadPoolExecutor(8) as clients:
+        list(clients.map(request, range(500)))
+    wait_for(lambda: len(tasks_run(events)) >= 1000, timeout=30, what="1000 tasks to run")
+    wait_for(deployment.queue_idle, what="the queue to be idle")
+    ran = tasks_run(events)
+    assert sorted(e["tag"] for e in ran) == sorted(f"{i}-{x}" for i in range(500) for x in "ab")
+    assert {e["pid"] for e in ran} <= set(deployment.workers)
+    order = [e["tag"] for e in ran]
+    assert all(order.index(f"{i}-a") < order.index(f"{i}-b") for i in range(500))
