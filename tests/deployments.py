@@ -24,7 +24,7 @@ from bgtask import BackgroundTask, get_background_tasks
 
 from .engines import WorkerProcess, closed_port, require_service
 from .remote_tasks import read_events
-from .servers import Gunicorn
+from .servers import Gunicorn, Server
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -44,7 +44,7 @@ class Deployment:
     """One engine, its workers and the web app that sends them tasks."""
 
     engine: str
-    server: Gunicorn
+    server: Server
     workers: list[int]
     #: The tags of the tasks of every job that failed for good.
     failed_tags: Callable[[Path], set[str]]
@@ -243,7 +243,10 @@ def celery_deployment(tmp: pytest.TempPathFactory) -> Iterator[Deployment]:
             channel.exchange_delete(name)
 
 
-Deploy: TypeAlias = "Callable[[pytest.TempPathFactory], contextlib.AbstractContextManager[Deployment]]"
+#: Sets one engine up and takes it down again.
+Deploy: TypeAlias = (
+    "Callable[[pytest.TempPathFactory], contextlib.AbstractContextManager[Deployment]]"
+)
 DEPLOYMENTS: dict[str, Deploy] = {
     "rq": rq_deployment,
     "celery": celery_deployment,
