@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .servers import DEADLINE, Gunicorn, wait_for
-from .test_servers import get, has_event, read_events
+from .serving import (
+    assert_each_request_ran_its_tasks_once_in_order,
+    get,
+    has_event,
+    read_events,
+    send_load,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -167,50 +173,9 @@ def test_load_runs_every_offloaded_task_exactly_once_in_order_with_its_own_data(
     """2,000 requests, 16 clients, 2 workers: each id's sync then async task, once, uncrossed."""
     requests_total, clients = 2000, 16
     with serve(tmp_path, events, server_kind, workers=2) as server:
-        errors: list[BaseException] = []
-
-        def client(first: int) -> None:
-            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=DEADLINE)
-            try:
-                for i, n in enumerate(range(first, requests_total, clients)):
-                    if i % 20 == 0:
-                        # A new connection now and then: one worker accepting every
-                        # keep-alive connection of the burst would leave the other idle.
-                        connection.close()
-                    connection.request("GET", f"/cl?tag=r{n}&task=sync,async")
-                    response = connection.getresponse()
-                    assert response.read() == f"ok r{n}".encode()
-            except BaseException as exc:
-                errors.append(exc)
-            finally:
-                connection.close()
-
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(DEADLINE * 3)
-        assert errors == []
-        wait_for(
-            lambda: sum(e["event"] == "end" for e in read_events(events)) >= 2 * requests_total,
-            timeout=DEADLINE * 3,
-            what="every task to end",
-        )
+        send_load(server, events, requests_total, clients)
         log = server.log()
-    by_tag: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
-    pids = set()
-    for event in read_events(events):
-        by_tag[event["tag"]].append((event["event"], event["kind"], event["ctx"]))
-        pids.add(event["pid"])
-    assert len(by_tag) == requests_total
-    for tag, sequence in by_tag.items():
-        assert sequence == [
-            ("start", "sync", tag),
-            ("end", "sync", tag),
-            ("start", "async", tag),
-            ("end", "async", tag),
-        ], tag
-    assert len(pids) == 2, "both workers served requests"
+    assert_each_request_ran_its_tasks_once_in_order(events, requests_total)
     assert "Traceback" not in log
 
 

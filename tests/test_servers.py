@@ -8,35 +8,30 @@ that hold by a wide margin (a response in milliseconds versus a task of a second
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import signal
 import socket
 import struct
-import threading
-from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .servers import DEADLINE, Gunicorn, Server, WerkzeugServer, lines, wait_for
+from .servers import DEADLINE, Gunicorn, Server, WerkzeugServer, wait_for
+from .serving import (
+    assert_each_request_ran_its_tasks_once_in_order,
+    get,
+    has_event,
+    read_events,
+    send_load,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from pathlib import Path
 
 pytestmark = pytest.mark.slow
 
 WORKERS = ["sync", "gthread", "gevent"]
 KEEP_ALIVE_WORKERS = ["gthread", "gevent"]  # gunicorn's sync worker closes every connection
-
-
-def read_events(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in lines(path)]
-
-
-def has_event(path: Path, event: str, tag: str) -> Callable[[], bool]:
-    return lambda: any(e["event"] == event and e["tag"] == tag for e in read_events(path))
 
 
 @pytest.fixture
@@ -58,15 +53,6 @@ def serve(
         env=env,
         **options,
     )
-
-
-def get(server: Server, path: str) -> tuple[http.client.HTTPResponse, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=DEADLINE)
-    connection.request("GET", path)
-    response = connection.getresponse()
-    body = response.read()
-    connection.close()
-    return response, body
 
 
 # -- 1. the response comes first -------------------------------------------------------
@@ -129,49 +115,8 @@ def test_load_runs_every_task_exactly_once_in_order_with_its_own_data(
     """2,000 requests, 16 clients, 2 workers: each id's sync then async task, once, uncrossed."""
     requests_total, clients = 2000, 16
     with serve(tmp_path, events, server_kind, workers=2) as server:
-        errors: list[BaseException] = []
-
-        def client(first: int) -> None:
-            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=DEADLINE)
-            try:
-                for i, n in enumerate(range(first, requests_total, clients)):
-                    if i % 20 == 0:
-                        # A new connection now and then: one worker accepting every
-                        # keep-alive connection of the burst would leave the other idle.
-                        connection.close()
-                    connection.request("GET", f"/cl?tag=r{n}&task=sync,async")
-                    response = connection.getresponse()
-                    assert response.read() == f"ok r{n}".encode()
-            except BaseException as exc:
-                errors.append(exc)
-            finally:
-                connection.close()
-
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(DEADLINE * 3)
-        assert errors == []
-        wait_for(
-            lambda: sum(e["event"] == "end" for e in read_events(events)) >= 2 * requests_total,
-            timeout=DEADLINE * 3,
-            what="every task to end",
-        )
-    by_tag: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
-    pids = set()
-    for event in read_events(events):
-        by_tag[event["tag"]].append((event["event"], event["kind"], event["ctx"]))
-        pids.add(event["pid"])
-    assert len(by_tag) == requests_total
-    for tag, sequence in by_tag.items():
-        assert sequence == [
-            ("start", "sync", tag),
-            ("end", "sync", tag),
-            ("start", "async", tag),
-            ("end", "async", tag),
-        ], tag
-    assert len(pids) == 2, "both workers served requests"
+        send_load(server, events, requests_total, clients)
+    assert_each_request_ran_its_tasks_once_in_order(events, requests_total)
 
 
 # -- 4. graceful shutdown lets the tasks finish ----------------------------------------
