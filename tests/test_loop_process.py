@@ -68,8 +68,9 @@ def json_report(result: subprocess.CompletedProcess[str]) -> Any:
 # -- fork ------------------------------------------------------------------------------------
 
 FORK_SCRIPT = """
-    import asyncio, concurrent.futures, json, os, select, signal, threading, time, traceback
+    import asyncio, concurrent.futures, json, os, threading, traceback
     import bgtask._loop
+    from tests.forking import read_child
     from bgtask import BackgroundTask, drain
 
     START_LOOP_FIRST = {start_loop_first}
@@ -117,19 +118,7 @@ FORK_SCRIPT = """
             os._exit(status)
 
     os.close(write_end)
-    output = b""
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([read_end], [], [], remaining)[0]:
-            os.kill(pid, signal.SIGKILL)  # the child hangs: fail, do not wait for it
-            break
-        chunk = os.read(read_end, 65536)
-        if not chunk:
-            break
-        output += chunk
-    report["child_exit_code"] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-    report["child"] = output.decode()
+    report["child"], report["child_exit_code"] = read_child(pid, read_end, DEADLINE)
     if START_LOOP_FIRST:
         release.set_result(None)
         holder.join(DEADLINE)
@@ -185,8 +174,9 @@ def test_forked_child_runs_async_tasks_when_the_parent_never_started_the_loop() 
 def test_forked_child_drains_its_own_tasks_when_it_exits() -> None:
     """A child that exits normally (like a gunicorn worker) drains the tasks it started."""
     script = """
-        import asyncio, os, select, sys, threading
+        import asyncio, os, sys, threading
         from bgtask import BackgroundTask
+        from tests.forking import read_child
 
         async def noop():
             pass
@@ -204,11 +194,8 @@ def test_forked_child_drains_its_own_tasks_when_it_exits() -> None:
             threading.Thread(target=BackgroundTask(write_after_a_while), daemon=True).start()
             sys.exit(0 if started.wait(10) else 1)
         os.close(write_end)
-        # EOF comes when the child has exited: whatever it wrote before is in the pipe.
-        if not select.select([read_end], [], [], 10)[0]:
-            os.kill(pid, 9)
-        output = os.read(read_end, 100)
-        print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), output.decode())
+        output, exit_code = read_child(pid, read_end, 10)
+        print(exit_code, output)
     """
     # Python 3.12+ warns on fork() with the loop thread running (see the test above).
     result = run_python(script, options=("-W", "error", "-W", "ignore::DeprecationWarning"))

@@ -620,9 +620,10 @@ def test_flask_styles_keep_their_order_when_offloaded() -> None:
 
 #: What every script starts with: an app whose requests queue ``environ["test.tasks"]``.
 SCRIPT_APP = textwrap.dedent("""
-    import json, os, select, signal, sys, threading, time
+    import json, os, sys, threading, time
     from pathlib import Path
     from bgtask import BackgroundTaskMiddleware, OffloadPool, drain, get_background_tasks
+    from tests.forking import read_child
     from tests.wsgi import serve
 
     DEADLINE = 10.0
@@ -696,20 +697,9 @@ def test_forked_child_runs_offloaded_tasks_on_a_fresh_pool() -> None:
             os._exit(status)
 
     os.close(write_end)
-    output = b""
-    deadline = time.monotonic() + DEADLINE
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([read_end], [], [], remaining)[0]:
-            os.kill(pid, signal.SIGKILL)  # the child hangs: fail, do not wait for it
-            break
-        chunk = os.read(read_end, 65536)
-        if not chunk:
-            break
-        output += chunk
-    exit_code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    output, exit_code = read_child(pid, read_end, DEADLINE)
     parent_release.set()
-    report = {"child": output.decode(), "exit_code": exit_code, "drained": drain(DEADLINE)}
+    report = {"child": output, "exit_code": exit_code, "drained": drain(DEADLINE)}
     print(json.dumps(report))
     """
     # Python 3.12+ warns (DeprecationWarning) on fork() while the pool thread runs: that
