@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .remote_tasks import read_events
-from .servers import DEADLINE, ROOT, Server, wait_for
+from .servers import DEADLINE, Server, spawn, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -53,14 +53,7 @@ class WorkerProcess:
         self.log_path = log_path
         self.ready = ready
         self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop())
-        self.process = subprocess.Popen(
-            list(command),
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **env, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)},
-            start_new_session=True,
-        )
+        self.process = spawn(command, self._log, env, own_session=True)
 
     def wait_ready(self) -> None:
         wait_for(self._ready, what=f"the worker to be ready (log: {self.log_path})")

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +33,23 @@ def wait_for(condition: Callable[[], bool], *, timeout: float = DEADLINE, what: 
         time.sleep(0.02)
 
 
+def spawn(
+    command: Sequence[str], log: IO[bytes], env: dict[str, str], *, own_session: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` in the repository, its output to ``log``, the tests importable.
+
+    ``own_session``: in a process group of its own, so its children can be killed with it.
+    """
+    return subprocess.Popen(
+        list(command),
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **env, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)},
+        start_new_session=own_session,
+    )
+
+
 class Server:
     """A server subprocess on an ephemeral 127.0.0.1 port, ready once its log says so."""
 
@@ -46,13 +63,7 @@ class Server:
     ) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop())
-        self.process = subprocess.Popen(
-            list(command),
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
-        )
+        self.process = spawn(command, self._log, env or {})
         self.port = 0
         try:
             wait_for(self._listening, what=f"the server to listen (log: {log_path})")

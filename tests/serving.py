@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from .servers import Server
 
 
+#: gunicorn's worker types under test.
+WORKERS = ["sync", "gthread", "gevent"]
+#: The ones that keep connections alive (the sync worker closes every connection).
+KEEP_ALIVE_WORKERS = ["gthread", "gevent"]
+
+
 def read_events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines(path)]
 

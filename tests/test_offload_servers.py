@@ -19,6 +19,8 @@ import pytest
 
 from .servers import DEADLINE, Gunicorn, wait_for
 from .serving import (
+    KEEP_ALIVE_WORKERS,
+    WORKERS,
     assert_each_request_ran_its_tasks_once_in_order,
     get,
     has_event,
@@ -31,8 +33,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.slow
 
-WORKERS = ["sync", "gthread", "gevent"]
-KEEP_ALIVE_WORKERS = ["gthread", "gevent"]  # gunicorn's sync worker closes every connection
 OFFLOAD = {"BGTASK_TEST_OFFLOAD": "1"}
 FULL = "bgtask: offload queue full"
 

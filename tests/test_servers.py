@@ -18,6 +18,8 @@ import pytest
 
 from .servers import DEADLINE, Gunicorn, Server, WerkzeugServer, wait_for
 from .serving import (
+    KEEP_ALIVE_WORKERS,
+    WORKERS,
     assert_each_request_ran_its_tasks_once_in_order,
     get,
     has_event,
@@ -30,8 +32,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.slow
 
-WORKERS = ["sync", "gthread", "gevent"]
-KEEP_ALIVE_WORKERS = ["gthread", "gevent"]  # gunicorn's sync worker closes every connection
 
 
 @pytest.fixture
