@@ -12,14 +12,9 @@ import concurrent.futures
 import gc
 import json
 import logging
-import os
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -27,35 +22,16 @@ import pytest
 import bgtask._loop
 from bgtask import BackgroundTask, BackgroundTasks, drain, set_exit_timeout
 
-if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+from .forking import run_python
 
-ROOT = Path(__file__).resolve().parent.parent
+if TYPE_CHECKING:
+    import subprocess
+    from pathlib import Path
+
 #: How long a subprocess may take before the test fails (each should take about a second).
-SUBPROCESS_TIMEOUT = 30.0
 #: How long anything inside a test or a script waits for an event before giving up.
 DEADLINE = 10.0
 INSIDE_THE_LOOP = "await the coroutine instead"
-
-
-def run_python(
-    script: str,
-    *args: str,
-    options: Sequence[str] = ("-W", "error"),
-    env: Mapping[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run ``script`` with this interpreter in a fresh process, bounded by a timeout."""
-    environ = {key: value for key, value in os.environ.items() if key != "BGTASK_EXIT_TIMEOUT"}
-    environ.update(env or {})
-    return subprocess.run(
-        [sys.executable, *options, "-c", textwrap.dedent(script), *args],
-        capture_output=True,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT,
-        cwd=ROOT,
-        env=environ,
-        check=False,
-    )
 
 
 def json_report(result: subprocess.CompletedProcess[str]) -> Any:

@@ -11,13 +11,9 @@ import collections
 import contextvars
 import json
 import logging
-import os
-import subprocess
-import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import flask
@@ -35,18 +31,19 @@ from bgtask import (
 from bgtask.flask import BgTask
 from bgtask.testing import capture_tasks, closing_client
 
+from .forking import run_python
 from .wsgi import Call
 
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Callable, Mapping, Sequence
+    from pathlib import Path
 
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-ROOT = Path(__file__).resolve().parent.parent
 #: How long anything waits for an event before the test fails (each takes milliseconds).
 DEADLINE = 10.0
 #: How long a subprocess may take before the test fails (each takes about a second).
-SUBPROCESS_TIMEOUT = 30.0
 #: The environ key through which a test tells ``app_queuing`` what to queue.
 QUEUE = "test.queue"
 
@@ -639,24 +636,14 @@ SCRIPT_APP = textwrap.dedent("""
 """)
 
 
-def run_python(
+def run_app_script(
     script: str,
     *args: str,
     options: Sequence[str] = ("-W", "error"),
     env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``SCRIPT_APP`` then ``script`` in a fresh interpreter, bounded by a timeout."""
-    environ = {key: value for key, value in os.environ.items() if key != "BGTASK_EXIT_TIMEOUT"}
-    environ.update(env or {})
-    return subprocess.run(
-        [sys.executable, *options, "-c", SCRIPT_APP + textwrap.dedent(script), *args],
-        capture_output=True,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT,
-        cwd=ROOT,
-        env=environ,
-        check=False,
-    )
+    return run_python(SCRIPT_APP + textwrap.dedent(script), *args, options=options, env=env)
 
 
 @pytest.mark.slow
@@ -704,7 +691,7 @@ def test_forked_child_runs_offloaded_tasks_on_a_fresh_pool() -> None:
     """
     # Python 3.12+ warns (DeprecationWarning) on fork() while the pool thread runs: that
     # thread being alive is the point of the test.
-    result = run_python(script, options=("-W", "error", "-W", "ignore::DeprecationWarning"))
+    result = run_app_script(script, options=("-W", "error", "-W", "ignore::DeprecationWarning"))
 
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.splitlines()[-1])
@@ -733,7 +720,7 @@ def test_exit_waits_for_an_offloaded_task_still_running(tmp_path: Path) -> None:
     """
     marker = tmp_path / "marker"
 
-    result = run_python(script, str(marker))
+    result = run_app_script(script, str(marker))
 
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
@@ -766,7 +753,7 @@ def test_exit_deadline_names_the_offloaded_tasks_it_cuts(tmp_path: Path) -> None
     marker = tmp_path / "marker"
     began = time.monotonic()
 
-    result = run_python(script, str(marker), env={"BGTASK_EXIT_TIMEOUT": "0.3"})
+    result = run_app_script(script, str(marker), env={"BGTASK_EXIT_TIMEOUT": "0.3"})
 
     elapsed = time.monotonic() - began
     assert result.returncode == 0, result.stderr
