@@ -25,6 +25,7 @@ from bgtask.flask import BgTask
 from bgtask.testing import closing_client
 
 from . import flask_real_annotations
+from .recording import record, record_async, request_id
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -32,17 +33,6 @@ if TYPE_CHECKING:
     from flask.testing import FlaskClient
     from flask.typing import ResponseReturnValue
     from werkzeug.exceptions import HTTPException
-
-request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-
-
-def record(events: list[str], label: str) -> None:
-    events.append(label)
-
-
-async def record_async(events: list[str], label: str) -> None:
-    events.append(label)
-
 
 def send_welcome_email(events: list[str], email: str) -> None:
     events.append(f"welcome {email}")
@@ -722,7 +712,7 @@ def test_a_raising_view_discards_its_tasks_with_a_warning(
     [warning] = warnings_of(bgtask_log)
     assert "ValueError" in warning
     assert "tests.test_flask.send_welcome_email" in warning
-    assert "tests.test_flask.record" in warning
+    assert "tests.recording.record" in warning
 
 
 def test_a_500_error_handler_can_queue_its_own_tasks(

@@ -15,19 +15,10 @@ from werkzeug.wrappers import Request, Response
 from bgtask import BackgroundTask, BackgroundTaskMiddleware, BackgroundTasks, get_background_tasks
 from bgtask.testing import closing_client
 
+from .recording import record, record_async, request_id
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
-
-request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-
-
-def record(events: list[str], label: str) -> None:
-    events.append(label)
-
-
-async def record_async(events: list[str], label: str) -> None:
-    events.append(label)
-
 
 def send_welcome_email(events: list[str], email: str) -> None:
     events.append(f"welcome {email} ({request_id.get()})")
