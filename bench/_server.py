@@ -429,6 +429,44 @@ class Contender:
     bare: str
 
 
+def task_contenders(
+    gunicorn: Stack,
+    uvicorn: Stack | None,
+    task_ms: int,
+    *,
+    offload_label: str = "bgtask offload",
+    default_async: bool = False,
+) -> list[Contender]:
+    """Every stack's bare app, the A/A control, and each way to run one ``task_ms`` task.
+
+    ``offload_label`` names the sized pool's rows; ``default_async`` adds the default pool's
+    async row.
+    """
+    sync, asynchronous = f"task=sync&ms={task_ms}", f"task=async&ms={task_ms}"
+    bare = "Flask bare"
+    listed = [
+        Contender(bare, gunicorn, "/bare", bare),
+        # The same bare app again: how far apart two identical contenders land (noise).
+        Contender("Flask bare again (A/A control)", gunicorn, "/bare-again", bare),
+        Contender("Flask call_on_close, sync", gunicorn, f"/bare?{sync}", bare),
+        Contender("bgtask inline, sync", gunicorn, f"/inline?{sync}", bare),
+        Contender("bgtask inline, async", gunicorn, f"/inline?{asynchronous}", bare),
+        Contender(f"{offload_label}, sync", gunicorn, f"/offload?{sync}", bare),
+        Contender(f"{offload_label}, async", gunicorn, f"/offload?{asynchronous}", bare),
+        Contender("bgtask offload default, sync", gunicorn, f"/offload-default?{sync}", bare),
+    ]
+    if default_async:
+        path = f"/offload-default?{asynchronous}"
+        listed.append(Contender("bgtask offload default, async", gunicorn, path, bare))
+    if uvicorn is not None:
+        listed += [
+            Contender("Starlette bare", uvicorn, "/starlette", "Starlette bare"),
+            Contender("Starlette, sync", uvicorn, f"/starlette?{sync}", "Starlette bare"),
+            Contender("Starlette, async", uvicorn, f"/starlette?{asynchronous}", "Starlette bare"),
+        ]
+    return listed
+
+
 #: A keep-alive run where one worker served more than this share of the requests is run
 #: again (once at most): wrk opens its connections all at once, and which worker accepts
 #: them is luck; at 100/0 the throughput halves whatever the contender.

@@ -22,35 +22,12 @@ from pathlib import Path
 from bench import _server
 from bench._common import header, print_table, scaled
 from bench._common import verdict as _verdict
-from bench._server import Contender, Stack
+from bench._server import task_contenders
 
-BARE = "Flask bare"
 TASK_MS = 200
 INTERVAL = 0.05
 POOL_THREADS = 8
 LIMIT = 1.1
-
-
-def contenders(gunicorn: Stack, uvicorn: Stack | None) -> list[Contender]:
-    sync, asynchronous = f"task=sync&ms={TASK_MS}", f"task=async&ms={TASK_MS}"
-    listed = [
-        Contender("Flask bare", gunicorn, "/bare", "Flask bare"),
-        # The same bare app again: how far apart two identical contenders land (noise).
-        Contender("Flask bare again (A/A control)", gunicorn, "/bare-again", "Flask bare"),
-        Contender("Flask call_on_close, sync", gunicorn, f"/bare?{sync}", "Flask bare"),
-        Contender("bgtask inline, sync", gunicorn, f"/inline?{sync}", "Flask bare"),
-        Contender("bgtask inline, async", gunicorn, f"/inline?{asynchronous}", "Flask bare"),
-        Contender("bgtask offload, sync", gunicorn, f"/offload?{sync}", "Flask bare"),
-        Contender("bgtask offload, async", gunicorn, f"/offload?{asynchronous}", "Flask bare"),
-        Contender("bgtask offload default, sync", gunicorn, f"/offload-default?{sync}", BARE),
-    ]
-    if uvicorn is not None:
-        listed += [
-            Contender("Starlette bare", uvicorn, "/starlette", "Starlette bare"),
-            Contender("Starlette, sync", uvicorn, f"/starlette?{sync}", "Starlette bare"),
-            Contender("Starlette, async", uvicorn, f"/starlette?{asynchronous}", "Starlette bare"),
-        ]
-    return listed
 
 
 def target(label: str, keep_alive: bool, ratio: float) -> str:
@@ -76,7 +53,7 @@ def main() -> None:
         if uvicorn is None:
             print("(uvicorn not installed: Starlette skipped; pip install uvicorn)")
         try:
-            listed = contenders(gunicorn, uvicorn)
+            listed = task_contenders(gunicorn, uvicorn, TASK_MS)
             for contender in listed:
                 contender.stack.warm(contender.path.split("?")[0])
             for keep_alive in (False, True):

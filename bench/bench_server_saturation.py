@@ -27,7 +27,14 @@ from pathlib import Path
 from bench import _server
 from bench._common import header, print_table, scaled
 from bench._common import verdict as _verdict
-from bench._server import Contender, Run, Stack, busiest_share, interleaved_loads, paired
+from bench._server import (
+    Contender,
+    Run,
+    busiest_share,
+    interleaved_loads,
+    paired,
+    task_contenders,
+)
 
 BARE = "Flask bare"
 TASK_MS = 20
@@ -56,31 +63,6 @@ def calibrate(scratch: Path) -> float:
         return max(run.throughput for run in runs["bare"])
     finally:
         stack.server.stop()
-
-
-def contenders(gunicorn: Stack, uvicorn: Stack | None) -> list[Contender]:
-    sync, asynchronous = f"task=sync&ms={TASK_MS}", f"task=async&ms={TASK_MS}"
-    listed = [
-        Contender("Flask bare", gunicorn, "/bare", "Flask bare"),
-        # The same bare app again: how far apart two identical contenders land (noise).
-        Contender("Flask bare again (A/A control)", gunicorn, "/bare-again", "Flask bare"),
-        Contender("Flask call_on_close, sync", gunicorn, f"/bare?{sync}", "Flask bare"),
-        Contender("bgtask inline, sync", gunicorn, f"/inline?{sync}", "Flask bare"),
-        Contender("bgtask inline, async", gunicorn, f"/inline?{asynchronous}", "Flask bare"),
-        Contender("bgtask offload sized, sync", gunicorn, f"/offload?{sync}", "Flask bare"),
-        Contender("bgtask offload sized, async", gunicorn, f"/offload?{asynchronous}", BARE),
-        Contender("bgtask offload default, sync", gunicorn, f"/offload-default?{sync}", BARE),
-        Contender(
-            "bgtask offload default, async", gunicorn, f"/offload-default?{asynchronous}", BARE
-        ),
-    ]
-    if uvicorn is not None:
-        listed += [
-            Contender("Starlette bare", uvicorn, "/starlette", "Starlette bare"),
-            Contender("Starlette, sync", uvicorn, f"/starlette?{sync}", "Starlette bare"),
-            Contender("Starlette, async", uvicorn, f"/starlette?{asynchronous}", "Starlette bare"),
-        ]
-    return listed
 
 
 def growing(run: Run, threads: int) -> bool:
@@ -160,7 +142,9 @@ def main() -> None:
         if uvicorn is None:
             print("(uvicorn not installed: Starlette skipped; pip install uvicorn)")
         try:
-            listed = contenders(gunicorn, uvicorn)
+            listed = task_contenders(
+                gunicorn, uvicorn, TASK_MS, offload_label="bgtask offload sized", default_async=True
+            )
             for contender in listed:
                 contender.stack.warm(contender.path.split("?")[0])
             runs, retried = interleaved_loads(
