@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec
 from . import _loop
 from ._arguments import check_arguments
 from ._callables import describe, is_async_callable
+from ._stopping import is_stop_request
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,7 +35,7 @@ class _Failed:
 
 FAILED: Final = _Failed()
 #: None when the task finished, FAILED when it raised (logged), or a BaseException that
-#: is not an Exception (SystemExit, KeyboardInterrupt) for the caller to re-raise.
+#: tells the process to stop (see ``_stopping``), for the caller to re-raise.
 Outcome = _Failed | BaseException | None
 
 
@@ -120,12 +121,13 @@ class BackgroundTask:
         except Exception:
             context.run(_log_failure, self)
             return FAILED
-        except asyncio.CancelledError:
-            # An awaited coroutine was cancelled: a failure of this task, not a process exit.
+        except BaseException as exc:
+            if is_stop_request(exc):
+                return exc  # the process is being told to stop: the caller re-raises it
+            # The task's own KeyboardInterrupt, SystemExit, CancelledError of an awaited
+            # coroutine, gevent.Timeout...: a failure of this task (see _stopping).
             context.run(_log_failure, self)
             return FAILED
-        except BaseException as exc:
-            return exc
         if debug:
             _log_finished(self, started)
         return None
@@ -160,8 +162,11 @@ async def _logged(task: BackgroundTask, outcomes: list[Outcome]) -> None:
         logger.error("background task %s was cancelled", task.name)
         outcomes.append(FAILED)
         return
-    except BaseException as exc:
-        outcomes.append(exc)
+    except BaseException:
+        # Signal handlers run in the main thread, never on the loop's: whatever else an
+        # async task raises (KeyboardInterrupt, SystemExit...) is a failure of that task.
+        _log_failure(task)
+        outcomes.append(FAILED)
         return
     if debug:
         _log_finished(task, started)

@@ -56,6 +56,23 @@ def failing_task(tag: str) -> None:
     raise RuntimeError("this task fails on purpose")
 
 
+class CustomStop(BaseException):
+    """A BaseException of the application's own."""
+
+
+def raising_task(tag: str, error: str) -> None:
+    """Raise the BaseException named ``error`` (a task's own, not a signal's)."""
+    record("start", tag=tag, kind="raising")
+    if error == "GeventTimeout":
+        import gevent
+
+        with gevent.Timeout(0.01):  # a real gevent.Timeout, raised into this greenlet
+            gevent.sleep(1)
+    raise {"KeyboardInterrupt": KeyboardInterrupt, "SystemExit": SystemExit}.get(
+        error, CustomStop
+    )()
+
+
 _TASKS = {"sync": sync_task, "async": async_task, "failing": failing_task}
 
 if os.environ.get("BGTASK_TEST_COUNT_SENDFILE"):
@@ -83,6 +100,8 @@ def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iter
     for kind in filter(None, query.get("task", "").split(",")):
         if kind == "failing":
             tasks.add_task(failing_task, tag)
+        elif kind == "raising":
+            tasks.add_task(raising_task, tag, query["error"])
         else:
             tasks.add_task(_TASKS[kind], tag, seconds)
     shape = environ["PATH_INFO"].strip("/")

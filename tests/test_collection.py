@@ -6,7 +6,9 @@ import asyncio
 import collections
 import functools
 import logging
+import os
 import re
+import signal
 import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -20,6 +22,7 @@ from bgtask import BackgroundTask, BackgroundTasks
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+DEADLINE = 10.0
 PRIVATE_EMAIL = "hunter2@example.com"
 PRIVATE_KEY = "sk_live_0123456789abcdef"
 
@@ -256,12 +259,16 @@ def test_calling_a_collection_never_raises_an_exception(
     assert failure.exc_info[1] is error
 
 
-@pytest.mark.parametrize("error_type", [SystemExit, KeyboardInterrupt])
+class CustomStop(BaseException):
+    """A BaseException of the application's own (gevent.Timeout is one)."""
+
+
+@pytest.mark.parametrize("error_type", [SystemExit, KeyboardInterrupt, CustomStop])
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
-def test_system_exit_and_keyboard_interrupt_propagate(
-    error_type: type[BaseException], is_async: bool
+def test_a_tasks_own_base_exception_is_a_failure_of_that_task(
+    error_type: type[BaseException], is_async: bool, bgtask_log: pytest.LogCaptureFixture
 ) -> None:
-    """SystemExit and KeyboardInterrupt from a task reach the caller; later tasks do not run."""
+    """Raised by the task itself (not by a signal handler): logged, the policy goes on."""
     order: list[str] = []
 
     def stop() -> None:
@@ -271,25 +278,81 @@ def test_system_exit_and_keyboard_interrupt_propagate(
         await asyncio.sleep(0)
         raise error_type
 
-    tasks = BackgroundTasks(continue_on_error=True)
-    tasks.add_task(record_async, order, "before")
-    tasks.add_task(stop_async if is_async else stop)
-    tasks.add_task(record_async, order, "after-async")
-    tasks.add_task(record, order, "after-sync")
-    with pytest.raises(error_type):
+    def run_collection() -> None:
+        tasks = BackgroundTasks(continue_on_error=True)
+        tasks.add_task(record_async, order, "before")
+        tasks.add_task(stop_async if is_async else stop)
+        tasks.add_task(record_async, order, "after-async")
+        tasks.add_task(record, order, "after-sync")
         tasks()
-    assert order == ["before"]
+
+    # Off the main thread: a KeyboardInterrupt there is never Ctrl-C.
+    thread = threading.Thread(target=run_collection)
+    thread.start()
+    thread.join(DEADLINE)
+    assert order == ["before", "after-async", "after-sync"]
+    [failure] = bgtask_records(bgtask_log, logging.ERROR)
+    assert "stop" in failure.getMessage()
+    assert failure.exc_info is not None
+    assert isinstance(failure.exc_info[1], error_type)
 
 
-def test_system_exit_from_a_nested_collection_propagates() -> None:
-    """A BaseException inside an inner collection reaches the outer caller."""
+def test_system_exit_from_a_signal_handler_stops_the_collection() -> None:
+    """gunicorn's timeout and quit handlers call sys.exit inside the running task: it propagates."""
+    order: list[str] = []
 
-    def stop() -> None:
-        raise SystemExit(2)
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(1)
 
-    inner = BackgroundTasks([BackgroundTask(stop)], continue_on_error=True)
-    with pytest.raises(SystemExit):
-        BackgroundTasks([inner], continue_on_error=True)()
+    def interrupted() -> None:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        for _ in range(1_000_000):  # the handler runs between two bytecodes of this loop
+            pass
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        tasks = BackgroundTasks(continue_on_error=True)
+        tasks.add_task(interrupted)
+        tasks.add_task(record, order, "after")
+        with pytest.raises(SystemExit):
+            tasks()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert order == []
+
+
+def test_keyboard_interrupt_under_pythons_own_sigint_handler_propagates() -> None:
+    """Ctrl-C in a development server (main thread, Python's handler) still stops it."""
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    tasks = BackgroundTasks([BackgroundTask(interrupt)], continue_on_error=True)
+    with pytest.raises(KeyboardInterrupt):
+        tasks()
+
+
+def test_keyboard_interrupt_under_a_servers_sigint_handler_is_a_failure(
+    bgtask_log: pytest.LogCaptureFixture,
+) -> None:
+    """gunicorn handles SIGINT itself: a KeyboardInterrupt can only be the task's own."""
+    order: list[str] = []
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    try:
+        tasks = BackgroundTasks(continue_on_error=True)
+        tasks.add_task(interrupt)
+        tasks.add_task(record, order, "after")
+        tasks()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert order == ["after"]
+    [failure] = bgtask_records(bgtask_log, logging.ERROR)
+    assert "interrupt" in failure.getMessage()
 
 
 def test_async_task_raising_cancelled_error_is_reported(

@@ -105,6 +105,60 @@ def test_failing_task_does_not_break_keep_alive(
         assert "Error handling request" not in server.log()
 
 
+@pytest.mark.parametrize(
+    ("server_kind", "error"),
+    [
+        (server_kind, error)
+        for server_kind in WORKERS
+        for error in ["KeyboardInterrupt", "SystemExit", "CustomStop"]
+    ]
+    + [("gevent", "GeventTimeout")],
+)
+def test_a_task_raising_a_base_exception_breaks_no_response_and_no_worker(
+    tmp_path: Path, events: Path, server_kind: str, error: str
+) -> None:
+    """KeyboardInterrupt, SystemExit, gevent.Timeout, a custom BaseException from a task: each
+    request gets one response (no second 500), keep-alive holds, the worker lives on."""
+    with serve(tmp_path, events, server_kind) as server:
+        request = "GET /cl?tag={tag}&task={task}&error={error} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        first = request.format(tag="a", task="raising", error=error).encode()
+        second = request.format(tag="b", task="sync", error="-").encode()
+        client = socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE)
+        if server_kind == "sync":
+            # The sync worker closes every connection: one request each, read to EOF.
+            client.sendall(first)
+            received = _read_to_eof(client)
+            client = socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE)
+            client.sendall(second)
+            received += _read_to_eof(client)
+        else:
+            client.sendall(first + second)  # the second waits while the first's task raises
+            received = b""
+            while not received.endswith(b"ok b"):
+                chunk = client.recv(65536)
+                assert chunk, f"connection closed after {received!r}"
+                received += chunk
+            client.close()
+        wait_for(has_event(events, "end", "b"), what="the second request's task")
+        assert received.count(b"HTTP/1.1 ") == 2, received
+        assert received.count(b"HTTP/1.1 200 OK") == 2, received
+        log = server.log()
+        assert "raising_task failed" in log
+        assert "Error handling request" not in log
+        assert "Worker exiting" not in log
+        assert log.count("Booting worker") == 1
+    pids = {e["pid"] for e in read_events(events)}
+    assert len(pids) == 1, "the same worker served both requests"
+
+
+def _read_to_eof(client: socket.socket) -> bytes:
+    received = b""
+    while chunk := client.recv(65536):
+        received += chunk
+    client.close()
+    return received
+
+
 # -- 3. nothing lost, nothing duplicated, nothing crossed under load -------------------
 
 
