@@ -8,9 +8,11 @@ before threading joins its threads and before the standard executors stop taking
 from __future__ import annotations
 
 import atexit
+import bisect
 import contextlib
 import logging
 import math
+import operator
 import os
 import threading
 import time
@@ -47,6 +49,7 @@ class Drainer(Protocol):
 
 #: (order, drainer), weakly held: a pool that is gone has nothing left to drain.
 _drainers: list[tuple[int, weakref.ref[Drainer]]] = []
+_ORDER: Final = operator.itemgetter(0)
 _hook_installed = False
 #: Called at least every second while the exit drain waits (gunicorn's heartbeat).
 _heartbeat: Callable[[], object] | None = None
@@ -55,9 +58,17 @@ _HEARTBEAT_INTERVAL: Final = 1.0
 
 def register_drainer(order: int, drainer: Drainer) -> None:
     """Drain ``drainer`` in ``drain()`` and at exit, lowest ``order`` first."""
-    _drainers.append((order, weakref.ref(drainer)))
-    _drainers.sort(key=lambda entry: entry[0])
+    # One insertion, no sort: a weakref callback may remove an entry at any point.
+    bisect.insort(_drainers, (order, weakref.ref(drainer, _forget)), key=_ORDER)
     _install_exit_hook()
+
+
+def _forget(gone: weakref.ref[Drainer]) -> None:
+    # The drainer (a pool nobody holds any more) is gone: so is its entry.
+    for entry in list(_drainers):
+        if entry[1] is gone:
+            with contextlib.suppress(ValueError):
+                _drainers.remove(entry)
 
 
 def _live_drainers() -> list[Drainer]:

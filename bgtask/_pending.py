@@ -61,5 +61,10 @@ class Pending:
         try:
             idle.result(timeout)
         except concurrent.futures.TimeoutError:
-            return False
+            with self._lock:
+                # Gone from the list unless done() just took it: a timed-out wait leaves
+                # nothing behind (drain(timeout=0) may be called in a tight loop).
+                if idle in self._waiters:
+                    self._waiters.remove(idle)
+            return idle.done()
         return True
