@@ -95,7 +95,7 @@ class BgTask:
         app.extensions["bgtask"] = self
         enable_response_background()
         app.wsgi_app = middleware  # type: ignore[method-assign]
-        app.ensure_sync = _Injector(app.ensure_sync)  # type: ignore[method-assign]
+        app.ensure_sync = _Injector(app, app.ensure_sync)  # type: ignore[method-assign]
         _discard_when_the_view_raises(app)
 
 
@@ -138,37 +138,42 @@ class _FreshAppContext:
 class _Injector:
     """Wraps ``app.ensure_sync``, through which Flask calls every view, to inject tasks.
 
-    A view parameter annotated ``BackgroundTasks`` receives the request's collection. The
-    parameters are looked up once per function (per method for a ``MethodView``), so a
-    view that takes none costs one dictionary lookup.
+    A view parameter annotated ``BackgroundTasks`` receives the request's collection.
+    Only the request's own view function is looked at (hooks, error handlers and
+    per-request closures such as ``after_this_request`` pass straight through), and its
+    parameters are looked up once per endpoint and method: the cache grows with the
+    routes, never with traffic.
     """
 
-    __slots__ = ("by_function", "by_method", "ensure_sync")
+    __slots__ = ("app", "by_endpoint", "ensure_sync")
 
-    def __init__(self, ensure_sync: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    def __init__(
+        self, app: flask.Flask, ensure_sync: Callable[[Callable[..., Any]], Callable[..., Any]]
+    ) -> None:
+        self.app = app
         self.ensure_sync = ensure_sync
-        self.by_function: dict[Callable[..., Any], tuple[str, ...]] = {}
-        self.by_method: dict[tuple[Callable[..., Any], str], tuple[str, ...]] = {}
+        #: (endpoint, method) -> (the view function, its parameters wanting the tasks).
+        self.by_endpoint: dict[tuple[str, str], tuple[Callable[..., Any], tuple[str, ...]]] = {}
 
     def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
         runnable = self.ensure_sync(func)
-        names = self.by_function.get(func)
-        if names is None:
-            if getattr(func, "view_class", None) is None:
-                names = self.by_function[func] = _parameters_wanting_tasks(func)
-            elif flask.has_request_context():
-                method = flask.request.method
-                key = (func, method)
-                names = self.by_method.get(key)
-                if names is None:
-                    names = self.by_method[key] = _parameters_wanting_tasks(
-                        _handler(func, method)
-                    )
-            else:
-                names = ()
-        if not names or not flask.has_request_context():
+        if not flask.has_request_context():
             return runnable
-        tasks = flask.request.environ[ENVIRON_KEY]
+        request = flask.request
+        endpoint = request.endpoint
+        if endpoint is None or self.app.view_functions.get(endpoint) is not func:
+            return runnable
+        key = (endpoint, request.method)
+        cached = self.by_endpoint.get(key)
+        if cached is None or cached[0] is not func:  # first call, or the view was replaced
+            cached = self.by_endpoint[key] = (
+                func,
+                _parameters_wanting_tasks(_handler(func, request.method)),
+            )
+        names = cached[1]
+        if not names:
+            return runnable
+        tasks = request.environ[ENVIRON_KEY]
         return functools.partial(runnable, **dict.fromkeys(names, tasks))
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextvars
+import gc
 import http.client
 import logging
 import threading
+import weakref
 from typing import TYPE_CHECKING, Annotated
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -28,6 +30,7 @@ from . import flask_real_annotations
 from .recording import record, record_async, request_id
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from flask.testing import FlaskClient
@@ -890,3 +893,32 @@ def test_two_apps_run_their_own_tasks_in_their_own_app_context(events: list[str]
         "first hello",
         "async first hello",
     ]
+
+
+@pytest.mark.slow
+def test_per_request_closures_are_not_kept_after_100000_requests() -> None:
+    """after_this_request and copy_current_request_context functions die with their request."""
+    app = flask.Flask(__name__)
+    BgTask(app)
+    alive: weakref.WeakSet[Callable[..., object]] = weakref.WeakSet()
+
+    @app.get("/")
+    def index(tasks: BackgroundTasks) -> str:
+        @flask.after_this_request
+        def after(response: flask.Response) -> flask.Response:
+            return response
+
+        @flask.copy_current_request_context
+        def copied() -> None: ...
+
+        alive.add(after)
+        alive.add(copied)
+        tasks.add_task(copied)
+        return "ok"
+
+    client = closing_client(app.test_client())
+    for _ in range(100_000):
+        assert client.get("/").status_code == 200
+    gc.collect()
+    assert len(alive) == 0, f"{len(alive)} per-request closures are still referenced"
+
