@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Final, ParamSpec, TypeAlias
 
 from . import _loop
 from ._recording import recorders
@@ -56,7 +56,10 @@ class BackgroundTasks:
     ``SystemExit`` and ``KeyboardInterrupt`` propagate. A collection may contain another:
     the inner one runs under its own policy and its failure counts as one for the outer.
 
-    ``add_task`` is safe to call from several threads.
+    ``add_task`` is safe to call from several threads. A collection takes at most
+    ``max_tasks`` tasks over its life (10,000; tasks added while it runs count too), so a
+    task that queues tasks on its own collection in a loop fails instead of growing it
+    without bound; set ``BackgroundTasks.max_tasks`` to change the limit.
 
     >>> def write_log(message: str) -> None: ...
     >>> tasks = BackgroundTasks()
@@ -76,6 +79,9 @@ class BackgroundTasks:
         "continue_on_error",
         "tasks",
     )
+
+    #: The most tasks one collection takes over its life (see the class docstring).
+    max_tasks: ClassVar[int] = 10_000
 
     def __init__(
         self, tasks: Iterable[Item] | None = None, *, continue_on_error: bool = False
@@ -104,6 +110,13 @@ class BackgroundTasks:
         ``func`` is positional-only, so a task may itself take a ``func=`` keyword.
         """
         task = BackgroundTask(func, *args, **kwargs)
+        if len(self.tasks) >= self.max_tasks:
+            msg = (
+                f"cannot queue {task.name}: this collection already took {self.max_tasks} "
+                "tasks, the most one may (BackgroundTasks.max_tasks); is a task queueing "
+                "tasks on its own collection in a loop?"
+            )
+            raise RuntimeError(msg)
         if self._request:
             self._append_to_request(task)
         else:

@@ -498,3 +498,38 @@ def test_app_iterable_is_closed_once_when_the_client_leaves_mid_stream() -> None
     del iterator, call
     gc.collect()
     assert closes == ["closed"]
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_task_queueing_itself_forever_stops_at_the_collections_limit(
+    kind: str, bgtask_log: pytest.LogCaptureFixture
+) -> None:
+    """It fails at BackgroundTasks.max_tasks with an ERROR naming it; close() returns."""
+    runs: list[int] = []
+
+    def again() -> None:
+        runs.append(1)
+        get_background_tasks_of_request().add_task(again)
+
+    async def again_async() -> None:
+        runs.append(1)
+        get_background_tasks_of_request().add_task(again_async)
+
+    environs: list[WSGIEnvironment] = []
+
+    def get_background_tasks_of_request() -> BackgroundTasks:
+        return get_background_tasks(environs[0])
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        environs.append(environ)
+        get_background_tasks().add_task(again if kind == "sync" else again_async)
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    serve(BackgroundTaskMiddleware(app))
+    assert len(runs) == BackgroundTasks.max_tasks
+    [failure] = [r for r in bgtask_log.records if r.levelno == logging.ERROR]
+    assert "again" in failure.getMessage()
+    assert failure.exc_info is not None
+    assert "already took 10000 tasks" in str(failure.exc_info[1])
+
