@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-import threading
+import os
 from typing import TYPE_CHECKING, Any, ClassVar, Final, ParamSpec, TypeAlias
 
 from . import _loop
+from ._native import native
 from ._recording import recorders
 from ._task import FAILED, BackgroundTask, Outcome
 
@@ -42,8 +43,18 @@ RESPONSE_STAGE: Final = 1
 ROUTE_STAGE: Final = 2
 
 # Guards a request collection's seal against a late add from another thread. The critical
-# sections are a few list operations, so one lock for the process is enough.
-_seal_lock: Final = threading.Lock()
+# sections are a few list operations, so one lock for the process is enough. Native: the
+# pool and loop threads take it too, and a gevent-patched lock belongs to greenlets.
+_seal_lock = native("_thread", "allocate_lock")()
+
+
+def _new_lock_in_child() -> None:
+    # A thread of the parent may have held it at fork(): the child starts with a free one.
+    global _seal_lock
+    _seal_lock = native("_thread", "allocate_lock")()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 class BackgroundTasks:

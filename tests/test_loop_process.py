@@ -404,6 +404,57 @@ def test_gevent_greenlets_run_async_tasks_concurrently_without_blocking_the_hub(
     assert len({result["loop_thread"] for result in report["results"].values()}) == 1
 
 
+@pytest.mark.slow
+def test_gevent_greenlets_and_pool_threads_share_request_collections_safely() -> None:
+    """Monkey-patched first: greenlets queue while pool threads' tasks queue on the same
+    collections; every task runs once, nothing hangs (the seal lock is a native one)."""
+    pytest.importorskip("gevent")
+    script = """
+        from gevent import monkey
+        monkey.patch_all()
+
+        import json
+        import gevent
+        from bgtask import BackgroundTaskMiddleware, OffloadPool, drain, get_background_tasks
+        from tests.wsgi import serve
+
+        ran = []
+
+        def follow_up(n, i):
+            ran.append((n, i))
+
+        def fan_out(environ, n):
+            # On a pool thread: adds to its own request's collection while it runs.
+            for i in range(20):
+                get_background_tasks(environ).add_task(follow_up, n, i)
+
+        def app(environ, start_response):
+            n = int(environ["QUERY_STRING"])
+            tasks = get_background_tasks()
+            tasks.add_task(fan_out, environ, n)
+            for i in range(20, 40):
+                tasks.add_task(follow_up, n, i)
+                gevent.sleep(0)  # let the other greenlets queue in between
+            start_response("200 OK", [])
+            return [b"ok"]
+
+        wrapped = BackgroundTaskMiddleware(app, offload=OffloadPool(threads=8))
+        greenlets = [gevent.spawn(serve, wrapped, QUERY_STRING=str(n)) for n in range(300)]
+        done = gevent.joinall(greenlets, timeout=20)
+        print(json.dumps({
+            "served": len(done),
+            "errors": [repr(g.exception) for g in greenlets if g.exception is not None],
+            "drained": drain(timeout=20),
+            "ran": len(ran),
+            "distinct": len(set(map(tuple, ran))),
+        }))
+    """
+    report = json_report(run_python(script))
+    assert report == {
+        "served": 300, "errors": [], "drained": True, "ran": 300 * 40, "distinct": 300 * 40
+    }
+
+
 # -- waiting on the loop from inside it ------------------------------------------------------
 
 
