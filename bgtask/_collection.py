@@ -238,11 +238,11 @@ class BackgroundTasks:
                 self.run()
         except Exception:
             if entered:
-                logger.exception("bgtask: leaving the context around the background tasks failed")
+                logger.exception("leaving the context around the background tasks failed")
             else:
                 names = ", ".join(names_of(self.discard()))
                 logger.exception(
-                    "bgtask: entering the context around the background tasks failed; "
+                    "entering the context around the background tasks failed; "
                     "not run: %s",
                     names,
                 )

@@ -102,7 +102,7 @@ def _drain(timeout: float | None, heartbeat: Callable[[], object] | None) -> boo
             try:
                 heartbeat()
             except Exception:
-                logger.warning("bgtask: the exit heartbeat failed; draining without it")
+                logger.warning("the exit heartbeat failed; draining without it")
                 heartbeat = None
                 continue
             step = _HEARTBEAT_INTERVAL if remaining is None else min(remaining, _HEARTBEAT_INTERVAL)

@@ -4,7 +4,7 @@ Async tasks are handed to this loop and the calling (request) thread blocks unti
 finish. The loop is never shared with application code and never started in a process
 that runs no async task.
 
-Facts this module is built on (see WSGI_FACTS.md):
+Facts this module is built on (measured with gunicorn and gevent):
 
 * under gevent's monkey-patching the loop must be created *inside* a native thread;
 * after ``fork()`` an inherited loop looks alive but its thread is gone: the child forgets
@@ -25,6 +25,7 @@ from typing import Any, Final
 from ._exit import register_drainer
 from ._native import native
 from ._pending import Pending
+from ._wording import counted
 
 __all__ = ["Step", "cut", "run_chain", "wait_idle"]
 
@@ -241,8 +242,8 @@ def _cancel_in_flight(runner: _Runner) -> None:
     names = sorted(task.get_name() for task in runner.in_flight)
     if names:
         logger.error(
-            "bgtask: exit deadline passed, cancelling %d async task(s): %s",
-            len(names),
+            "exit deadline passed, cancelling %s: %s",
+            counted(len(names), "async task"),
             ", ".join(names),
         )
     for task in list(runner.in_flight):

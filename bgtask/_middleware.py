@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Final, Protocol, TypeAlias
 from ._collection import BackgroundTasks, Check, names_of
 from ._current import ENVIRON_KEY, current_tasks
 from ._offload import OffloadPool, default_pool
+from ._wording import counted
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -159,7 +160,10 @@ def discard_tasks(tasks: BackgroundTasks, reason: str, *, seal: bool = True) -> 
     if items:
         names = names_of(items)
         logger.warning(
-            "discarded %d background task(s) because %s: %s", len(names), reason, ", ".join(names)
+            "discarded %s because %s: %s",
+            counted(len(names), "background task"),
+            reason,
+            ", ".join(names),
         )
 
 
@@ -240,10 +244,10 @@ class _Watched:
     def __del__(self) -> None:
         if not self._closed and not self._tasks.is_empty():
             logger.warning(
-                "a response was garbage-collected without close(): its %d background "
-                "task(s) did not run. WSGI servers close responses; Werkzeug's and Flask's "
+                "a response was garbage-collected without close(): its %s did not run. "
+                "WSGI servers close responses; Werkzeug's and Flask's "
                 "test clients do not: see bgtask.testing.closing_client",
-                len(names_of(self._tasks.tasks)),
+                counted(len(names_of(self._tasks.tasks)), "background task"),
             )
 
 

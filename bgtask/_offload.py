@@ -26,6 +26,7 @@ from ._collection import names_of
 from ._exit import register_drainer
 from ._native import native
 from ._pending import Pending
+from ._wording import counted
 
 if TYPE_CHECKING:
 
@@ -168,14 +169,14 @@ class OffloadPool:
         if dropped:
             names = [name for tasks in dropped for name in names_of(tasks.discard())]
             logger.error(
-                "bgtask: exit deadline passed, %d offloaded task(s) never started: %s",
-                len(names),
+                "exit deadline passed, %s never started: %s",
+                counted(len(names), "offloaded task"),
                 ", ".join(names),
             )
         if running:
             names = [name for tasks in running for name in names_of(tasks.tasks)]
             logger.error(
-                "bgtask: exit deadline passed with offloaded tasks still running: %s",
+                "exit deadline passed with offloaded tasks still running: %s",
                 ", ".join(names),
             )
 
@@ -197,7 +198,7 @@ class OffloadPool:
                 tasks.run_for_request()
             except BaseException:  # SystemExit in a task: there is no caller to stop
                 logger.exception(
-                    "bgtask: a task raised a BaseException, which stopped its offloaded "
+                    "a task raised a BaseException, which stopped its offloaded "
                     "collection; the tasks after it did not run (the collection: %s)",
                     ", ".join(names_of(tasks.discard())),
                 )
@@ -219,10 +220,10 @@ class OffloadPool:
         if now - self._last_warning >= self.warn_interval:
             self._last_warning = now
             logger.warning(
-                "bgtask: offload queue full (%d collections waiting, %d threads busy): "
-                "running tasks inline in close() until it drains; consider more threads",
-                pending,
-                self.threads,
+                "offload queue full (%s waiting, %s busy): running tasks inline in "
+                "close() until it drains; consider more threads",
+                counted(pending, "collection"),
+                counted(self.threads, "thread"),
             )
 
 

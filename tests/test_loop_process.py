@@ -246,8 +246,8 @@ def test_exit_deadline_cancels_a_slow_task_and_logs_its_name(tmp_path: Path) -> 
     elapsed = time.monotonic() - began
     assert result.returncode == 0, result.stderr
     assert (
-        "ERROR bgtask bgtask: exit deadline passed, "
-        "cancelling 1 async task(s): __main__.sleep_a_minute"
+        "ERROR bgtask exit deadline passed, "
+        "cancelling 1 async task: __main__.sleep_a_minute"
     ) in result.stderr.splitlines()
     assert not finished.exists()
     assert cancelled.read_text() == "cancelled"

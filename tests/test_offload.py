@@ -286,7 +286,7 @@ def test_full_queue_runs_the_collection_inline_with_one_warning_per_interval(
         assert problems(bgtask_log) == [
             (
                 "WARNING",
-                "bgtask: offload queue full (1 collections waiting, 1 threads busy): running "
+                "offload queue full (1 collection waiting, 1 thread busy): running "
                 "tasks inline in close() until it drains; consider more threads",
             )
         ]
@@ -801,9 +801,9 @@ def test_exit_deadline_names_the_offloaded_tasks_it_cuts(tmp_path: Path) -> None
     elapsed = time.monotonic() - began
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == [
-        "ERROR bgtask bgtask: exit deadline passed, 1 offloaded task(s) never started: "
+        "ERROR bgtask exit deadline passed, 1 offloaded task never started: "
         "__main__.never_started",
-        "ERROR bgtask bgtask: exit deadline passed with offloaded tasks still running: "
+        "ERROR bgtask exit deadline passed with offloaded tasks still running: "
         "__main__.busy_for_30_seconds",
     ]
     assert not marker.exists()

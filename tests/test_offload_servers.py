@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 
 OFFLOAD = {"BGTASK_TEST_OFFLOAD": "1"}
-FULL = "bgtask: offload queue full"
+FULL = "offload queue full"
 
 
 @pytest.fixture

@@ -92,7 +92,7 @@ def assert_discarded_with_one_warning(bgtask_log: pytest.LogCaptureFixture) -> N
     """The view's two tasks never ran, and one WARNING says why."""
     assert recorded == []
     (warning,) = [r.getMessage() for r in bgtask_log.records if r.levelno == logging.WARNING]
-    assert warning.startswith("discarded 2 background task(s) because the application raised")
+    assert warning.startswith("discarded 2 background tasks because the application raised")
     assert "send_welcome" in warning
     assert "log_signup" in warning
 
