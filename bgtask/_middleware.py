@@ -37,6 +37,7 @@ class Backend(Protocol):
     def submit(self, tasks: BackgroundTasks, /) -> None:
         """Run or hand off ``tasks``; must not raise, and must lose nothing."""
 
+
 __all__ = ["Backend", "BackgroundTaskMiddleware", "discard_tasks", "run_after_close"]
 
 logger: Final = logging.getLogger("bgtask")
@@ -91,9 +92,7 @@ class BackgroundTaskMiddleware:
 
             enable_response_background()
 
-    def __call__(
-        self, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         tasks = environ.get(ENVIRON_KEY)
         if tasks is not None:
             # An outer middleware owns this request's collection and will run it.
@@ -126,12 +125,9 @@ def run_after_close(
     An instance of the server's ``wsgi.file_wrapper`` is returned itself, its ``close``
     chained, so the server keeps its sendfile path; anything else is wrapped.
     """
-    watched = not tasks.is_empty()
     file_wrapper = environ.get("wsgi.file_wrapper")
     if isinstance(file_wrapper, type) and isinstance(app_iter, file_wrapper):
-        closing = (_WatchedClosingIterable if watched else _ClosingIterable)(
-            app_iter, tasks, submit
-        )
+        closing = _ClosingIterable(app_iter, tasks, submit)
         try:
             app_iter.close = closing.close  # type: ignore[attr-defined]
         except AttributeError:
@@ -142,11 +138,7 @@ def run_after_close(
     if sized is None:
         sized = _sized_types[kind] = hasattr(kind, "__len__")
     if sized:
-        if watched:
-            return _WatchedSizedClosingIterable(app_iter, tasks, submit)
         return _SizedClosingIterable(app_iter, tasks, submit)
-    if watched:
-        return _WatchedClosingIterable(app_iter, tasks, submit)
     return _ClosingIterable(app_iter, tasks, submit)
 
 
@@ -219,6 +211,16 @@ class _ClosingIterable:
             else:
                 self._submit(self._tasks)
 
+    def __del__(self) -> None:
+        # Every response, not only those with tasks when the app returned: a streaming
+        # body may queue tasks while it is iterated.
+        if not self._closed and not self._tasks.is_empty():
+            logger.warning(
+                "a response was garbage-collected without close(): its %s did not run. "
+                "WSGI servers close responses; Werkzeug's and Flask's test clients do "
+                "not: see bgtask.testing.closing_client",
+                counted(len(names_of(self._tasks.tasks)), "background task"),
+            )
 
 
 class _SizedClosingIterable(_ClosingIterable):
@@ -228,32 +230,3 @@ class _SizedClosingIterable(_ClosingIterable):
 
     def __len__(self) -> int:
         return len(self._app_iter)  # type: ignore[arg-type]
-
-
-class _Watched:
-    """Says so when a response holding tasks is dropped without ``close()``.
-
-    Only for responses that had tasks queued when the app returned: a ``__del__`` costs a
-    call on every request, which the common response (nothing queued) should not pay.
-    """
-
-    __slots__ = ()
-    _closed: bool
-    _tasks: BackgroundTasks
-
-    def __del__(self) -> None:
-        if not self._closed and not self._tasks.is_empty():
-            logger.warning(
-                "a response was garbage-collected without close(): its %s did not run. "
-                "WSGI servers close responses; Werkzeug's and Flask's "
-                "test clients do not: see bgtask.testing.closing_client",
-                counted(len(names_of(self._tasks.tasks)), "background task"),
-            )
-
-
-class _WatchedClosingIterable(_Watched, _ClosingIterable):
-    __slots__ = ()
-
-
-class _WatchedSizedClosingIterable(_Watched, _SizedClosingIterable):
-    __slots__ = ()

@@ -430,6 +430,26 @@ def test_unclosed_response_logs_that_its_tasks_did_not_run(
     assert "1 background task did not run" in bgtask_log.text
 
 
+def test_unclosed_streaming_response_warns_about_tasks_queued_from_its_body(
+    bgtask_log: pytest.LogCaptureFixture,
+) -> None:
+    """Tasks queued by a generator body while it was iterated are reported too."""
+    events: list[str] = []
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield b"first chunk"
+        get_background_tasks(environ).add_task(events.append, "from the body")
+        yield b"last chunk"
+
+    call = Call(BackgroundTaskMiddleware(app))
+    assert call.body() == b"first chunklast chunk"
+    del call
+    gc.collect()
+    assert events == []
+    assert "1 background task did not run" in bgtask_log.text
+
+
 def test_requests_from_many_threads_keep_their_own_tasks() -> None:
     """Concurrent requests on 16 threads: every task runs once, with its own request's data."""
     done: list[tuple[str, str]] = []
