@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import sys as _sys
-
 from ._collection import BackgroundTasks as BackgroundTasks
 from ._current import get_background_tasks as get_background_tasks
 from ._decorator import background as background
@@ -22,13 +20,6 @@ from ._middleware import Backend as Backend
 from ._middleware import BackgroundTaskMiddleware as BackgroundTaskMiddleware
 from ._offload import OffloadPool as OffloadPool
 from ._task import BackgroundTask as BackgroundTask
-
-if "werkzeug.wrappers" in _sys.modules:
-    # Werkzeug is in use: let its responses carry ``background`` now, so that one set on
-    # an app without the middleware is at least reported (see bgtask.werkzeug).
-    from .werkzeug import enable_response_background as _enable_response_background
-
-    _enable_response_background()
 
 __all__ = [
     "Backend",

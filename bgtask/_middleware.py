@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from typing import TYPE_CHECKING, Final, Protocol, TypeAlias
 
 from ._collection import BackgroundTasks, Check, names_of
@@ -86,11 +85,6 @@ class BackgroundTaskMiddleware:
         self._submit = None if backend is None else backend.submit
         #: A backend that runs tasks elsewhere checks each one as it is queued.
         self._check: Check | None = getattr(backend, "check", None)
-        if "werkzeug.wrappers" in sys.modules:
-            # Werkzeug is in use: let its responses carry ``background`` (bgtask.werkzeug).
-            from .werkzeug import enable_response_background
-
-            enable_response_background()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         tasks = environ.get(ENVIRON_KEY)
@@ -111,6 +105,8 @@ class BackgroundTaskMiddleware:
             raise
         finally:
             current_tasks.reset(token)
+        if type(app_iter).__module__ == "werkzeug.wsgi":
+            _warn_if_background_unread(app_iter, environ)
         return run_after_close(app_iter, tasks, environ, self._submit)
 
 
@@ -144,6 +140,16 @@ def run_after_close(
 
 #: Whether responses of a type have a len(): asked once per type, not per request.
 _sized_types: dict[type, bool] = {list: True, tuple: True}
+
+
+def _warn_if_background_unread(app_iter: Iterable[bytes], environ: WSGIEnvironment) -> None:
+    # A plain Werkzeug response's ``background`` that nothing attached would be lost in
+    # silence: say so (the app iterable is a Werkzeug one, so Werkzeug is installed).
+    from .werkzeug import unattached_background
+
+    problem = unattached_background(app_iter, environ)
+    if problem is not None:
+        logger.warning("%s", problem)
 
 
 def discard_tasks(tasks: BackgroundTasks, reason: str, *, seal: bool = True) -> None:

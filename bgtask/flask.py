@@ -37,7 +37,7 @@ from flask.globals import _cv_app, _cv_request
 from ._collection import BackgroundTasks
 from ._current import ENVIRON_KEY
 from ._middleware import Backend, BackgroundTaskMiddleware, discard_tasks
-from .werkzeug import enable_response_background
+from .werkzeug import BackgroundResponseMixin, attach_response_background
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
     from ._offload import OffloadPool
 
-__all__ = ["BgTask"]
+__all__ = ["BackgroundResponse", "BgTask"]
 
 _ANNOTATED_TEXT: Final = re.compile(r"\s*(?:[\w.]+\.)?Annotated\[\s*([\w.]+)")
 
@@ -93,10 +93,26 @@ class BgTask:
             _WithAppContext(app, app.wsgi_app), offload=self.offload, backend=self.backend
         )
         app.extensions["bgtask"] = self
-        enable_response_background()
+        # Every response a view or an error handler returns passes here (send_file's too).
+        app.after_request(_attach_background)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         app.ensure_sync = _Injector(app, app.ensure_sync)  # type: ignore[method-assign]
         _discard_when_the_view_raises(app)
+
+
+class BackgroundResponse(BackgroundResponseMixin, flask.Response):
+    """A Flask response with a typed ``background`` (for mypy; ``BgTask`` reads
+    ``background`` from any response). Set it as ``app.response_class`` or build one.
+
+    >>> response = BackgroundResponse("Signup successful")
+    >>> response.background is None
+    True
+    """
+
+
+def _attach_background(response: flask.Response) -> flask.Response:
+    attach_response_background(response, flask.request.environ)
+    return response
 
 
 class _WithAppContext:

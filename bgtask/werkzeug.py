@@ -1,22 +1,25 @@
-"""``response.background`` on Werkzeug responses (and so on Flask's, which extend them).
+"""``response.background`` on Werkzeug responses (Ellar's style), explicitly.
 
-Ellar's style: set ``background`` on the response you return, and the tasks run after it
-was sent, after the tasks the request queued::
+Set ``background`` on a :class:`BackgroundResponse` (or a response class with
+:class:`BackgroundResponseMixin`) and its tasks run after the response was sent, after the
+tasks the request queued::
 
-    from werkzeug.wrappers import Request, Response
+    from werkzeug.wrappers import Request
+    from bgtask.werkzeug import BackgroundResponse
 
     @Request.application
     def app(request):
-        response = Response("Signup successful")
+        response = BackgroundResponse("Signup successful")
         response.background = BackgroundTask(send_welcome_email, email="a@b.c")
         return response
 
     app = BackgroundTaskMiddleware(app)
 
-Werkzeug gives a response no hook for this, so :func:`enable_response_background` wraps
-``werkzeug.wrappers.Response.__call__`` once per process. :class:`BackgroundTaskMiddleware`
-calls it when Werkzeug is already imported, and the Flask extension always does: there is
-normally nothing to call by hand.
+Flask needs none of this: ``BgTask`` reads ``background`` from every response a view
+returns (``bgtask.flask.BackgroundResponse`` only adds the typed attribute). An app that
+cannot change its response class may call :func:`enable_response_background` once at
+startup, which wraps ``werkzeug.wrappers.Response.__call__`` for the whole process: bgtask
+never does that on its own, and no import changes a Werkzeug class.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import contextvars
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
-from ._collection import RESPONSE_STAGE, check_item
+from werkzeug.wrappers import Response
+
+from ._collection import RESPONSE_STAGE, BackgroundTasks, check_item
 from ._current import ENVIRON_KEY
 
 if TYPE_CHECKING:
@@ -33,41 +38,54 @@ if TYPE_CHECKING:
 
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-__all__ = ["enable_response_background"]
+    from ._task import BackgroundTask
+
+__all__ = [
+    "BackgroundResponse",
+    "BackgroundResponseMixin",
+    "attach_response_background",
+    "enable_response_background",
+]
 
 logger: Final = logging.getLogger("bgtask")
 
+#: The environ key naming the response whose ``background`` this request attached.
+ATTACHED_KEY: Final = "bgtask.response_background"
 _MARKER: Final = "__bgtask_response_background__"
 
 
-def enable_response_background() -> None:
-    """Make a Werkzeug or Flask response's ``background`` attribute run after it is sent.
+class BackgroundResponseMixin:
+    """Gives a Werkzeug or Flask response class a typed ``background`` that bgtask runs.
 
-    Idempotent. ``background`` is a ``BackgroundTask`` or ``BackgroundTasks``; anything
-    else raises ``TypeError`` in the request.
-
-    >>> enable_response_background()
+    >>> class MyResponse(BackgroundResponseMixin, Response): ...
+    >>> MyResponse("ok").background is None
+    True
     """
-    from werkzeug.wrappers import Response
 
-    original = Response.__call__
-    if getattr(original, _MARKER, False):
+    background: BackgroundTask | BackgroundTasks | None = None
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        attach_response_background(self, environ)
+        return super().__call__(environ, start_response)  # type: ignore[misc,no-any-return]
+
+
+class BackgroundResponse(BackgroundResponseMixin, Response):
+    """A Werkzeug ``Response`` whose ``background`` runs after it was sent.
+
+    >>> from bgtask import BackgroundTask
+    >>> response = BackgroundResponse("Signup successful")
+    >>> response.background = BackgroundTask(print, "welcome")
+    """
+
+
+def attach_response_background(response: object, environ: WSGIEnvironment) -> None:
+    """Queue ``response.background`` (if any) after the request's tasks; once per request.
+
+    Raises ``TypeError`` for a ``background`` that is not a task or a collection.
+    """
+    background = getattr(response, "background", None)
+    if background is None or environ.get(ATTACHED_KEY) is response:
         return
-
-    def __call__(
-        self: Response, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> Iterable[bytes]:
-        background = getattr(self, "background", None)
-        if background is not None:
-            _attach_response_background(background, environ)
-        return original(self, environ, start_response)
-
-    setattr(__call__, _MARKER, True)
-    __call__.__doc__ = original.__doc__
-    Response.__call__ = __call__  # type: ignore[method-assign]
-
-
-def _attach_response_background(background: Any, environ: WSGIEnvironment) -> None:
     tasks = environ.get(ENVIRON_KEY)
     if tasks is None:
         logger.warning(
@@ -76,5 +94,51 @@ def _attach_response_background(background: Any, environ: WSGIEnvironment) -> No
         )
         return
     check_item(background)
+    environ[ATTACHED_KEY] = response
     # Bound to this request's context: one response object (and its task) may be reused.
     tasks.attach(background.in_context(contextvars.copy_context()), stage=RESPONSE_STAGE)
+
+
+def enable_response_background() -> None:
+    """Make every ``werkzeug.wrappers.Response``'s ``background`` run after it is sent.
+
+    Wraps ``Response.__call__`` for the whole process (idempotent): call it once at
+    startup, or use :class:`BackgroundResponse` instead, which changes nothing global.
+
+    >>> enable_response_background()
+    """
+    original = Response.__call__
+    if getattr(original, _MARKER, False):
+        return
+
+    def __call__(
+        self: Response, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        attach_response_background(self, environ)
+        return original(self, environ, start_response)
+
+    setattr(__call__, _MARKER, True)
+    __call__.__doc__ = original.__doc__
+    Response.__call__ = __call__  # type: ignore[method-assign]
+
+
+def unattached_background(app_iter: Any, environ: WSGIEnvironment) -> str | None:
+    """What to tell the user when ``app_iter`` came from a plain Werkzeug response whose
+    ``background`` nothing attached, else None (read-only: a WARNING, never a run).
+
+    A Werkzeug response returns a ``ClosingIterator`` whose close callbacks include the
+    response's own ``close``: that is how the response is found without patching it.
+    """
+    for callback in getattr(app_iter, "_callbacks", ()):
+        response = getattr(callback, "__self__", None)
+        if isinstance(response, Response) and getattr(response, "background", None) is not None:
+            if environ.get(ATTACHED_KEY) is response:
+                return None
+            return (
+                f"response.background is set on a {type(response).__qualname__} that bgtask "
+                "does not read, so its tasks will not run: return a "
+                "bgtask.werkzeug.BackgroundResponse (or add BackgroundResponseMixin to your "
+                "response class), or call bgtask.werkzeug.enable_response_background() once "
+                "at startup"
+            )
+    return None

@@ -1,4 +1,4 @@
-"""``response.background`` on plain Werkzeug responses, without Flask."""
+"""``response.background`` on Werkzeug responses, without Flask: explicit, never patched in."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ from werkzeug.wrappers import Request, Response
 
 from bgtask import BackgroundTask, BackgroundTaskMiddleware, BackgroundTasks, get_background_tasks
 from bgtask.testing import closing_client
+from bgtask.werkzeug import BackgroundResponse
 
 from .recording import record, record_async, request_id
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
+
 
 def send_welcome_email(events: list[str], email: str) -> None:
     events.append(f"welcome {email} ({request_id.get()})")
@@ -32,8 +34,8 @@ def signup_app(events: list[str], background: object) -> WSGIApplication:
         email = request.args["email"]
         get_background_tasks().add_task(record, events, f"queued {email}")
         get_background_tasks().add_task(record_async, events, f"queued async {email}")
-        response = Response("Signup successful")
-        response.background = background  # type: ignore[attr-defined]
+        response = BackgroundResponse("Signup successful")
+        response.background = background  # type: ignore[assignment]
         return response
 
     return signup
@@ -85,8 +87,8 @@ def test_background_tasks_run_in_order_after_the_queued_tasks(events: list[str])
 
 def test_a_reused_response_runs_its_background_once_per_request(events: list[str]) -> None:
     """One response object served twice: its task runs after each, in each request's context."""
-    shared = Response("cached page")
-    shared.background = BackgroundTask(send_welcome_email, events, "ada@example.com")  # type: ignore[attr-defined]
+    shared = BackgroundResponse("cached page")
+    shared.background = BackgroundTask(send_welcome_email, events, "ada@example.com")
 
     @Request.application
     def cached(request: Request) -> Response:
@@ -118,13 +120,12 @@ def test_a_non_task_background_raises_type_error_and_discards_the_tasks(
 def test_background_without_the_middleware_logs_that_it_will_not_run(
     events: list[str], bgtask_log: pytest.LogCaptureFixture
 ) -> None:
-    """Once bgtask is in use in the process, an unwrapped app's background is flagged."""
-    BackgroundTaskMiddleware(Response("another app"))  # bgtask is in use in this process
+    """A BackgroundResponse served by an app without the middleware says so."""
 
     @Request.application
     def unwrapped(request: Request) -> Response:
-        response = Response("ok")
-        response.background = BackgroundTask(record, events, "never")  # type: ignore[attr-defined]
+        response = BackgroundResponse("ok")
+        response.background = BackgroundTask(record, events, "never")
         return response
 
     assert closing_client(Client(unwrapped)).get("/").get_data() == b"ok"
@@ -135,40 +136,114 @@ def test_background_without_the_middleware_logs_that_it_will_not_run(
     assert "will not run" in warnings[0]
 
 
-FRESH_PROCESS_WITHOUT_MIDDLEWARE = textwrap.dedent(
-    """
-    import logging
-
-    from werkzeug.test import Client
-    from werkzeug.wrappers import Request, Response
-
-    from bgtask import BackgroundTask
-    from bgtask.testing import closing_client
-
-    logging.basicConfig(format="%(levelname)s %(name)s %(message)s")
-
+def test_background_on_a_plain_werkzeug_response_is_reported_not_lost_in_silence(
+    events: list[str], bgtask_log: pytest.LogCaptureFixture
+) -> None:
+    """bgtask patches nothing: a plain Response's background does not run, with a WARNING
+    saying what to use instead."""
 
     @Request.application
-    def app(request):
+    def plain(request: Request) -> Response:
+        get_background_tasks().add_task(record, events, "queued")
         response = Response("ok")
-        response.background = BackgroundTask(print, "never")
+        response.background = BackgroundTask(record, events, "never")  # type: ignore[attr-defined]
         return response
 
+    client = closing_client(Client(BackgroundTaskMiddleware(plain)))
+    assert client.get("/").get_data() == b"ok"
+    assert events == ["queued"]
+    [warning] = [r.getMessage() for r in bgtask_log.records if r.levelname == "WARNING"]
+    assert "its tasks will not run" in warning
+    assert "bgtask.werkzeug.BackgroundResponse" in warning
+    assert "enable_response_background()" in warning
 
-    print(closing_client(Client(app)).get("/").get_data())
-    """
-)
 
-
-def test_background_without_any_middleware_in_the_process_logs_a_warning() -> None:
-    """An app that never installed the middleware is told its background will not run."""
-    result = subprocess.run(
-        [sys.executable, "-W", "error", "-c", FRESH_PROCESS_WITHOUT_MIDDLEWARE],
+def run_script(script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-W", "error", "-c", textwrap.dedent(script)],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    assert result.stdout == "b'ok'\n"
-    assert "WARNING bgtask" in result.stderr
-    assert "will not run" in result.stderr
+
+
+def test_enable_response_background_makes_plain_responses_run_their_background() -> None:
+    """The explicit, process-wide opt-in for apps that cannot change their response class."""
+    result = run_script(
+        """
+        from werkzeug.test import Client
+        from werkzeug.wrappers import Request, Response
+        from bgtask import BackgroundTask, BackgroundTaskMiddleware
+        from bgtask.testing import closing_client
+        from bgtask.werkzeug import enable_response_background
+
+        enable_response_background()
+        ran = []
+
+        @Request.application
+        def app(request):
+            response = Response("ok")
+            response.background = BackgroundTask(ran.append, "background")
+            return response
+
+        closing_client(Client(BackgroundTaskMiddleware(app))).get("/")
+        print(ran)
+        """
+    )
+    assert result.stdout == "['background']\n"
+
+
+@pytest.mark.parametrize("first", ["bgtask", "werkzeug"])
+def test_no_import_patches_werkzeug_and_the_order_changes_nothing(first: str) -> None:
+    """bgtask before or after Werkzeug: Response.__call__ untouched; Flask's and a
+    BackgroundResponse's background run; a plain Werkzeug one is reported."""
+    result = run_script(
+        f"""
+        import logging, sys
+        logging.basicConfig(stream=sys.stdout, format="%(levelname)s %(message)s")
+        if {first!r} == "bgtask":
+            import bgtask, bgtask.flask, bgtask.werkzeug
+        import werkzeug.wrappers, flask
+        original = werkzeug.wrappers.Response.__call__
+        import bgtask, bgtask.flask, bgtask.werkzeug
+        from werkzeug.test import Client
+        from werkzeug.wrappers import Request, Response
+        from bgtask import BackgroundTask, BackgroundTaskMiddleware
+        from bgtask.testing import closing_client
+        from bgtask.werkzeug import BackgroundResponse
+
+        ran = []
+        app = flask.Flask("app")
+        bgtask.flask.BgTask(app)
+
+        @app.get("/")
+        def index():
+            response = flask.make_response("ok")
+            response.background = BackgroundTask(ran.append, "flask")
+            return response
+
+        @Request.application
+        def typed(request):
+            response = BackgroundResponse("ok")
+            response.background = BackgroundTask(ran.append, "BackgroundResponse")
+            return response
+
+        @Request.application
+        def plain(request):
+            response = Response("ok")
+            response.background = BackgroundTask(ran.append, "plain")
+            return response
+
+        closing_client(app.test_client()).get("/")
+        closing_client(Client(BackgroundTaskMiddleware(typed))).get("/")
+        closing_client(Client(BackgroundTaskMiddleware(plain))).get("/")
+        print(ran)
+        print("patched" if werkzeug.wrappers.Response.__call__ is not original else "untouched")
+        """
+    )
+    lines = result.stdout.splitlines()
+    assert lines[-2:] == ["['flask', 'BackgroundResponse']", "untouched"]
+    assert any(
+        line.startswith("WARNING response.background is set on a Response") for line in lines
+    )
