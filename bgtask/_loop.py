@@ -19,12 +19,14 @@ import contextvars
 import logging
 import os
 import threading
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 from ._exit import register_drainer
 from ._native import native
 from ._pending import Pending
+from ._spawned import track_spawned_tasks
+from ._stepping import Stepped
 from ._wording import counted
 
 __all__ = ["Step", "cut", "run_chain", "wait_idle"]
@@ -41,15 +43,17 @@ _CANCEL_GRACE: Final = 2.0
 class _Runner:
     """The loop of this process and what it has pending."""
 
-    __slots__ = ("chains", "in_flight", "loop", "pid")
+    __slots__ = ("chains", "in_flight", "loop", "pid", "spawned")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.pid = os.getpid()
         #: The running asyncio tasks, touched only in the loop thread.
         self.in_flight: set[asyncio.Task[None]] = set()
+        #: Tasks that those tasks spawned (asyncio.create_task), touched only in the loop thread.
+        self.spawned: set[asyncio.Task[Any]] = set()
         # Counted from the submitting thread, so drain() can answer without a round trip
-        # through a loop that may be busy.
+        # through a loop that may be busy; spawned tasks are counted in it too.
         self.chains = Pending()
 
 
@@ -73,7 +77,9 @@ def _serve(ready: Any, started: list[_Runner]) -> None:
     # never completes its futures under gevent.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    started.append(_Runner(loop))
+    runner = _Runner(loop)
+    track_spawned_tasks(loop, runner.chains, runner.spawned)
+    started.append(runner)
     ready.release()
     loop.run_forever()
 
@@ -173,39 +179,9 @@ async def _drive(next_step: Callable[[], Step | None], errors: list[BaseExceptio
             return
         coroutine, context, name = step
         task.set_name(name)  # what the exit deadline names when it cancels
-        await _InContext(coroutine, context)
+        await Stepped(coroutine, context, name)
         if task.cancelling():
             return  # cut at the exit deadline: the rest of the chain does not start
-
-
-class _InContext:
-    """Await ``coroutine`` with each of its steps run in ``context``.
-
-    The same as awaiting a new asyncio task created with ``context=``, without the task:
-    the chain's one task carries every coroutine, so ten consecutive async tasks cost one
-    hand-off, not ten task creations and loop iterations.
-    """
-
-    __slots__ = ("context", "coroutine")
-
-    def __init__(self, coroutine: Coroutine[Any, Any, None], context: contextvars.Context) -> None:
-        self.coroutine = coroutine
-        self.context = context
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        run, send, throw = self.context.run, self.coroutine.send, self.coroutine.throw
-        value: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                yielded = run(send, value) if error is None else run(throw, error)
-            except StopIteration:
-                return
-            value, error = None, None
-            try:
-                value = yield yielded
-            except BaseException as exc:  # CancelledError from the task: pass it inside
-                error = exc
 
 
 def _run_chain_here(next_step: Callable[[], Step | None]) -> None:
@@ -239,14 +215,15 @@ def cut() -> None:
 
 
 def _cancel_in_flight(runner: _Runner) -> None:
-    names = sorted(task.get_name() for task in runner.in_flight)
+    tasks = [*runner.in_flight, *runner.spawned]
+    names = sorted(task.get_name() for task in tasks)
     if names:
         logger.error(
             "exit deadline passed, cancelling %s: %s",
             counted(len(names), "async task"),
             ", ".join(names),
         )
-    for task in list(runner.in_flight):
+    for task in tasks:
         task.cancel()
 
 

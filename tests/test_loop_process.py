@@ -256,6 +256,42 @@ def test_exit_deadline_cancels_a_slow_task_and_logs_its_name(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
+def test_exit_waits_for_a_spawned_coroutine_and_the_deadline_names_it(tmp_path: Path) -> None:
+    """A fire-and-forget coroutine: drained at exit like its parent; cut by name if late."""
+    script = """
+        import asyncio, logging, sys
+        from pathlib import Path
+        from bgtask import BackgroundTask
+
+        logging.basicConfig(format="%(levelname)s %(name)s %(message)s")
+        done, seconds = Path(sys.argv[1]), float(sys.argv[2])
+
+        async def webhook():
+            await asyncio.sleep(seconds)
+            done.write_text("done")
+
+        async def signup():
+            asyncio.create_task(webhook())
+
+        BackgroundTask(signup)()
+    """
+    done = tmp_path / "done"
+    quick = run_python(script, str(done), "0.3", env={"BGTASK_EXIT_TIMEOUT": "5"})
+    assert quick.returncode == 0, quick.stderr
+    assert quick.stderr == ""
+    assert done.read_text() == "done"
+
+    done.unlink()
+    cut = run_python(script, str(done), "60", env={"BGTASK_EXIT_TIMEOUT": "0.3"})
+    assert cut.returncode == 0, cut.stderr
+    assert (
+        "ERROR bgtask exit deadline passed, cancelling 1 async task: "
+        "__main__.webhook (spawned by __main__.signup)"
+    ) in cut.stderr.splitlines()
+    assert not done.exists()
+
+
+@pytest.mark.slow
 def test_exit_drain_lets_a_task_use_a_worker_thread(tmp_path: Path) -> None:
     """A task drained at exit may still await asyncio.to_thread, as it could before."""
     # threading runs its exit hooks last-registered first: the executors' shutdown must have

@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import functools
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -395,3 +396,74 @@ def test_each_async_run_starts_from_the_captured_context() -> None:
     task()
     task()
     assert seen == ["none", "none"]
+
+
+# -- tasks an async task spawns, and tasks that block the loop ------------------------------
+
+
+def test_drain_waits_for_a_coroutine_an_async_task_spawned() -> None:
+    """asyncio.create_task inside a task, fire and forget: pending work for drain()."""
+    from bgtask import drain
+
+    release = threading.Event()
+    finished: list[str] = []
+
+    async def child() -> None:
+        await asyncio.get_running_loop().run_in_executor(None, release.wait, 10)
+        finished.append("child")
+
+    async def parent() -> None:
+        asyncio.create_task(child())  # noqa: RUF006 (fire and forget, on purpose)
+
+    BackgroundTask(parent)()
+    assert drain(timeout=0.05) is False
+    release.set()
+    assert drain(timeout=10) is True
+    assert finished == ["child"]
+
+
+def test_a_spawned_coroutine_that_fails_is_logged_by_name(
+    bgtask_log: pytest.LogCaptureFixture,
+) -> None:
+    """Its exception is not lost with the task object: ERROR naming it and its parent."""
+    from bgtask import drain
+
+    async def child() -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("the webhook answered 500")
+
+    async def parent() -> None:
+        asyncio.create_task(child())  # noqa: RUF006
+
+    BackgroundTask(parent)()
+    assert drain(timeout=10)
+    [failure] = [r for r in bgtask_log.records if r.levelname == "ERROR"]
+    message = failure.getMessage()
+    assert "child" in message
+    assert "(spawned by tests.test_task_async.test_a_spawned_coroutine_that_fails" in message
+    assert failure.exc_info is not None
+    assert str(failure.exc_info[1]) == "the webhook answered 500"
+
+
+@pytest.mark.parametrize("spawned", [False, True], ids=["task", "spawned"])
+def test_an_async_task_that_blocks_the_loop_is_named_in_a_warning(
+    spawned: bool, bgtask_log: pytest.LogCaptureFixture
+) -> None:
+    """time.sleep inside async def holds every request's async tasks: one WARNING names it."""
+    from bgtask import drain
+
+    async def blocking() -> None:
+        for _ in range(2):
+            time.sleep(0.15)  # the mistake under test: a blocking call on the loop
+            await asyncio.sleep(0)
+
+    async def parent() -> None:
+        asyncio.create_task(blocking())  # noqa: RUF006
+
+    BackgroundTask(parent if spawned else blocking)()
+    assert drain(timeout=10)
+    warnings = [r.getMessage() for r in bgtask_log.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert "blocking" in warnings[0]
+    assert "held the event loop for" in warnings[0]
+    assert ("spawned by" in warnings[0]) is spawned
