@@ -83,6 +83,7 @@ class BackgroundTasks:
     __slots__ = (
         "_around",
         "_check",
+        "_position",
         "_request",
         "_runs",
         "_sealed",
@@ -114,6 +115,8 @@ class BackgroundTasks:
         self._runs = True
         #: Entered around a request's run, set by an integration (Flask's app context).
         self._around: Around | None = None
+        #: Index of the task running now (or next): what a cut at exit names.
+        self._position = 0
 
     def add_task(self, func: Callable[P, object], /, *args: P.args, **kwargs: P.kwargs) -> None:
         """Queue ``func(*args, **kwargs)``; raises ``TypeError`` now if they cannot bind.
@@ -162,6 +165,7 @@ class BackgroundTasks:
         collection._sealed = False
         collection._tail = None
         collection._around = None
+        collection._position = 0
         collection._runs = all(recorder.run for recorder in recorders) if recorders else True
         return collection
 
@@ -201,6 +205,7 @@ class BackgroundTasks:
                     continue
                 return not failed
             item = tasks[i]
+            self._position = i
             i += 1
             if failed and stop_on_error:
                 _log_skipped(item)
@@ -311,6 +316,19 @@ class BackgroundTasks:
         batch._request = True
         batch._around = self._around
         return batch
+
+    def names_left(self) -> list[str]:
+        """The names of the tasks not finished: the one running now, and those after it."""
+        with _seal_lock:
+            items = self.tasks[self._position :]
+            items += [item for _, item in sorted(self._tail or (), key=_stage)]
+        names: list[str] = []
+        for item in items:
+            if isinstance(item, BackgroundTasks):
+                names.extend(item.names_left())
+            else:
+                names.append(item.name)
+        return names
 
     def is_empty(self) -> bool:
         """Whether nothing is queued or attached."""

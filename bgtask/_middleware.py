@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Final, Protocol, TypeAlias
 
 from ._collection import BackgroundTasks, Check, names_of
 from ._current import ENVIRON_KEY, current_tasks
+from ._inline import run_inline
 from ._offload import OffloadPool, default_pool
 from ._wording import counted
 
@@ -213,7 +214,7 @@ class _ClosingIterable:
             if self._body_failed:
                 discard_tasks(self._tasks, "the response body raised")
             elif self._submit is None:
-                self._tasks.run_for_request()
+                run_inline(self._tasks)
             else:
                 self._submit(self._tasks)
 

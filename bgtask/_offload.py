@@ -5,9 +5,11 @@ the server's worker or thread is free for the next request while the tasks run. 
 collection nothing changes (one pool thread runs it, in order, under its error policy);
 different requests' collections run concurrently, up to the pool's size.
 
-The pool is bounded: when ``max_pending`` collections are already waiting, the next one runs
-inline in ``close()`` instead (back-pressure, never a drop), with a WARNING at most once per
-``warn_interval`` seconds.
+The pool is bounded by what it can still finish at exit: a collection queues only while the
+queue could drain within half the exit timeout (an estimate from the durations of the
+collections it ran and its threads), and never beyond ``max_pending``. Past that bound the
+next collection runs inline in ``close()`` instead (back-pressure, never a drop, never work
+accepted only to be cut at exit), with a WARNING at most once per ``warn_interval`` seconds.
 
 Threads are native (gevent's originals when it has monkey-patched ``threading``) and wait on
 native locks, so a greenlet handing work over never blocks its hub. The pool starts on first
@@ -23,7 +25,8 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
 from ._collection import names_of
-from ._exit import register_drainer
+from ._exit import exit_deadline, register_drainer
+from ._inline import run_inline
 from ._native import native
 from ._pending import Pending
 from ._wording import counted
@@ -35,6 +38,12 @@ if TYPE_CHECKING:
 __all__ = ["OffloadPool", "default_pool"]
 
 logger: Final = logging.getLogger("bgtask")
+
+#: The share of the exit timeout a full queue may take to drain (the rest: what is running,
+#: and the loop's async tasks, which drain after the pool).
+_DRAIN_SHARE: Final = 0.5
+#: Weight of the newest duration in the moving average of a collection's run time.
+_WEIGHT: Final = 0.1
 
 
 def _default_threads() -> int:
@@ -55,15 +64,28 @@ class _Worker:
 class _State:
     """The pool's threads and queue in one process (replaced after ``fork()``)."""
 
-    __slots__ = ("busy", "idle", "lock", "pending", "pid", "thread_ids", "threads", "work")
+    __slots__ = (
+        "busy",
+        "idle",
+        "lock",
+        "mean_seconds",
+        "pending",
+        "pid",
+        "thread_ids",
+        "threads",
+        "work",
+    )
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.lock: Any = native("_thread", "allocate_lock")()
         self.pending: deque[BackgroundTasks] = deque()
         self.idle: list[_Worker] = []
-        #: Collections being run right now, for drain() and for naming what exit cuts.
-        self.busy: list[BackgroundTasks] = []
+        #: Collections being run right now, with when they started: for the queue's bound,
+        #: drain(), and naming what exit cuts.
+        self.busy: dict[BackgroundTasks, float] = {}
+        #: How long a collection takes here, a moving average (None until one finished).
+        self.mean_seconds: float | None = None
         self.threads = 0
         #: The pool threads' native ids: drain() from one of them would wait on itself.
         self.thread_ids: set[int] = set()
@@ -112,14 +134,14 @@ class OffloadPool:
             if state.idle:
                 worker = state.idle.pop()
                 worker.work = tasks
-                state.busy.append(tasks)
+                state.busy[tasks] = time.monotonic()
                 worker.wake.release()
                 return
             if state.threads < self.threads:
                 state.threads += 1
-                state.busy.append(tasks)
+                state.busy[tasks] = time.monotonic()
                 start = True
-            elif len(state.pending) < self.max_pending:
+            elif len(state.pending) < self._bound(state):
                 state.pending.append(tasks)
                 return
             else:
@@ -134,14 +156,35 @@ class OffloadPool:
                 # No new threads once the interpreter is finalizing (3.12+): run it here.
                 with state.lock:
                     state.threads -= 1
-                    state.busy.remove(tasks)
+                    del state.busy[tasks]
                 try:
-                    tasks.run_for_request()
+                    run_inline(tasks)
                 finally:
                     state.work.done()
             return
-        self._warn_full(len(state.pending))
-        tasks.run_for_request()
+        self._warn_full(state)
+        run_inline(tasks)
+
+    def _bound(self, state: _State) -> int:
+        """How many collections may wait: ``max_pending``, or fewer if the queue could not
+        drain within half the exit timeout at the rate this pool runs them."""
+        seconds = self._seconds_per_collection(state)
+        drainable = self.max_pending
+        if seconds > 0:
+            drainable = int(self.threads * _DRAIN_SHARE * exit_deadline() / seconds)
+        if state.mean_seconds is None:
+            # Nothing measured yet: a burst at startup must not fill the queue with tasks
+            # of unknown length. One waiting collection per thread until one has finished.
+            drainable = min(drainable, self.threads)
+        return min(self.max_pending, drainable)
+
+    @staticmethod
+    def _seconds_per_collection(state: _State) -> float:
+        # The average so far, or the age of the oldest running collection if that is more:
+        # slow tasks count before the first one has finished (a burst at startup).
+        oldest = min(state.busy.values(), default=None)
+        running = time.monotonic() - oldest if oldest is not None else 0.0
+        return max(state.mean_seconds or 0.0, running)
 
     def wait_idle(self, timeout: float | None, /) -> bool:
         """Wait until no collection is queued or running; True when that happened in time."""
@@ -174,7 +217,7 @@ class OffloadPool:
                 ", ".join(names),
             )
         if running:
-            names = [name for tasks in running for name in names_of(tasks.tasks)]
+            names = [name for tasks in running for name in tasks.names_left()]
             logger.error(
                 "exit deadline passed with offloaded tasks still running: %s",
                 ", ".join(names),
@@ -194,6 +237,7 @@ class OffloadPool:
         state.thread_ids.add(native("_thread", "get_ident")())
         tasks = worker.work
         while tasks is not None:
+            began = time.monotonic()
             try:
                 tasks.run_for_request()
             except BaseException:  # SystemExit in a task: there is no caller to stop
@@ -203,10 +247,13 @@ class OffloadPool:
                     ", ".join(names_of(tasks.discard())),
                 )
             with state.lock:
-                state.busy.remove(tasks)
+                now = time.monotonic()
+                elapsed = now - state.busy.pop(tasks, began)
+                mean = state.mean_seconds
+                state.mean_seconds = elapsed if mean is None else mean + _WEIGHT * (elapsed - mean)
                 if state.pending:
                     tasks = state.pending.popleft()
-                    state.busy.append(tasks)
+                    state.busy[tasks] = now
                 else:
                     tasks = worker.work = None
                     state.idle.append(worker)
@@ -215,15 +262,19 @@ class OffloadPool:
                 worker.wake.acquire()  # until submit() hands this thread a collection
                 tasks = worker.work
 
-    def _warn_full(self, pending: int) -> None:
+    def _warn_full(self, state: _State) -> None:
         now = time.monotonic()
         if now - self._last_warning >= self.warn_interval:
             self._last_warning = now
             logger.warning(
-                "offload queue full (%s waiting, %s busy): running tasks inline in "
-                "close() until it drains; consider more threads",
-                counted(pending, "collection"),
+                "offload queue full (%s waiting, %s busy, %.3f s per collection; it may "
+                "hold what drains in half the %g s exit timeout, at most %d): running tasks "
+                "inline in close() until it drains; consider more threads",
+                counted(len(state.pending), "collection"),
                 counted(self.threads, "thread"),
+                self._seconds_per_collection(state),
+                exit_deadline(),
+                self.max_pending,
             )
 
 

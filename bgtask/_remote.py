@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._collection import BackgroundTasks, names_of
 from ._importable import import_problem, reference, unwrap
+from ._inline import run_inline
 from ._job import PAYLOAD_VERSION
 
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ def run_here(
         ", ".join(names),
     )
     if fallback is None:
-        batch.run_for_request()
+        run_inline(batch)
     else:
         fallback.submit(batch)
 

@@ -283,13 +283,10 @@ def test_full_queue_runs_the_collection_inline_with_one_warning_per_interval(
 
         request(app, lambda tasks: tasks.add_task(note, "third"))
         assert ran == [("third", True)], "ran inline, before close() returned"
-        assert problems(bgtask_log) == [
-            (
-                "WARNING",
-                "offload queue full (1 collection waiting, 1 thread busy): running "
-                "tasks inline in close() until it drains; consider more threads",
-            )
-        ]
+        [(level, message)] = problems(bgtask_log)
+        assert level == "WARNING"
+        assert message.startswith("offload queue full (1 collection waiting, 1 thread busy,")
+        assert "running tasks inline in close() until it drains" in message
 
         request(app, lambda tasks: tasks.add_task(note, "fourth"))
         assert ran == [("third", True), ("fourth", True)]

@@ -8,6 +8,7 @@ waiting with deadlines. The only timing assertions are orderings that hold by a 
 from __future__ import annotations
 
 import http.client
+import itertools
 import os
 import signal
 import threading
@@ -214,3 +215,44 @@ def test_full_queue_runs_tasks_inline_and_loses_none(
         runs[event["tag"]].append(event["event"])
     assert runs == {tag: ["start", "end"] for tag in tags}
     assert log.count(FULL) == 1, log
+
+
+# -- (f) SIGTERM under saturation loses no task of a sent response ---------------------------
+
+
+@pytest.mark.parametrize("server_kind", WORKERS)
+def test_sigterm_under_saturation_with_the_defaults_loses_no_task_of_a_sent_response(
+    tmp_path: Path, events: Path, server_kind: str
+) -> None:
+    """offload=True, 200 ms tasks, 32 clients, then SIGTERM: every response a client got has
+    its task run before the worker exits (the queue held only what the exit drain can run)."""
+    answered: list[str] = []
+    stop = threading.Event()
+
+    def client(number: int) -> None:
+        for n in itertools.count():
+            if stop.is_set():
+                return
+            tag = f"c{number}-{n}"
+            try:
+                response, body = get(server, f"/cl?tag={tag}&task=sync&seconds=0.2")
+            except OSError:
+                return  # the server stopped listening
+            if (response.status, body) == (200, f"ok {tag}".encode()):
+                answered.append(tag)
+
+    with serve(tmp_path, events, server_kind, workers=2) as server:
+        clients = [threading.Thread(target=client, args=(i,)) for i in range(32)]
+        for thread in clients:
+            thread.start()
+        wait_for(lambda: len(answered) >= 1000, timeout=60, what="1,000 answered requests")
+        os.kill(server.pid, signal.SIGTERM)
+        stop.set()
+        for thread in clients:
+            thread.join(DEADLINE)
+        assert server.stop(timeout=40) == 0
+        log = server.log()
+    ended_tags = {e["tag"] for e in read_events(events) if e["event"] == "end"}
+    lost = [tag for tag in answered if tag not in ended_tags]
+    assert lost == [], f"{len(lost)} of {len(answered)} answered requests lost their task"
+    assert "exit deadline passed" not in log
