@@ -454,7 +454,7 @@ def test_an_async_task_that_blocks_the_loop_is_named_in_a_warning(
 
     async def blocking() -> None:
         for _ in range(2):
-            time.sleep(0.15)  # the mistake under test: a blocking call on the loop
+            time.sleep(0.15)  # noqa: ASYNC251 (the mistake under test: blocking the loop)
             await asyncio.sleep(0)
 
     async def parent() -> None:
