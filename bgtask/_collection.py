@@ -247,8 +247,7 @@ class BackgroundTasks:
             else:
                 names = ", ".join(names_of(self.discard()))
                 logger.exception(
-                    "entering the context around the background tasks failed; "
-                    "not run: %s",
+                    "entering the context around the background tasks failed; not run: %s",
                     names,
                 )
 

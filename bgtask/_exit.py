@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Drainer",
+    "cut_all",
     "drain",
     "exit_deadline",
     "register_drainer",
@@ -43,8 +44,9 @@ class Drainer(Protocol):
     def wait_idle(self, timeout: float | None, /) -> bool:
         """True once nothing is pending; False if ``timeout`` seconds passed first."""
 
-    def cut(self) -> None:
-        """At the exit deadline: log by name, and abandon or cancel, what is pending."""
+    def cut(self, reason: str, /) -> None:
+        """At a deadline (``reason`` says which): log by name, and abandon or cancel, what
+        is pending."""
 
 
 #: (order, drainer), weakly held: a pool that is gone has nothing left to drain.
@@ -158,8 +160,13 @@ def exit_deadline() -> float:
 def _drain_at_exit() -> None:
     if _drain(exit_deadline(), _heartbeat):
         return
+    cut_all("exit deadline passed")
+
+
+def cut_all(reason: str) -> None:
+    """Cut every drainer's pending work, each naming what it cut after ``reason``."""
     for drainer in _live_drainers():
-        drainer.cut()
+        drainer.cut(reason)
 
 
 def _install_exit_hook() -> None:

@@ -43,12 +43,12 @@ class _InlineRuns:
             raise RuntimeError(msg)
         return self.pending.wait(timeout)
 
-    def cut(self) -> None:
+    def cut(self, reason: str, /) -> None:
         names = [name for tasks in list(self.running.values()) for name in tasks.names_left()]
         if names:
             logger.error(
-                "exit deadline passed with inline tasks still running (they end with the "
-                "process): %s",
+                "%s with inline tasks still running (they end with the process): %s",
+                reason,
                 ", ".join(names),
             )
 

@@ -205,21 +205,22 @@ def wait_idle(timeout: float | None) -> bool:
     return runner.chains.wait(timeout)
 
 
-def cut() -> None:
+def cut(reason: str = "exit deadline passed") -> None:
     """At the exit deadline: cancel the async tasks still running, naming them."""
     runner = _runner
     if runner is None or runner.pid != os.getpid():
         return
-    runner.loop.call_soon_threadsafe(_cancel_in_flight, runner)
+    runner.loop.call_soon_threadsafe(_cancel_in_flight, runner, reason)
     wait_idle(_CANCEL_GRACE)
 
 
-def _cancel_in_flight(runner: _Runner) -> None:
+def _cancel_in_flight(runner: _Runner, reason: str) -> None:
     tasks = [*runner.in_flight, *runner.spawned]
     names = sorted(task.get_name() for task in tasks)
     if names:
         logger.error(
-            "exit deadline passed, cancelling %s: %s",
+            "%s, cancelling %s: %s",
+            reason,
             counted(len(names), "async task"),
             ", ".join(names),
         )
@@ -233,8 +234,8 @@ class _LoopDrainer:
     def wait_idle(self, timeout: float | None, /) -> bool:
         return wait_idle(timeout)
 
-    def cut(self) -> None:
-        cut()
+    def cut(self, reason: str, /) -> None:
+        cut(reason)
 
 
 _DRAINER: Final = _LoopDrainer()

@@ -32,7 +32,6 @@ from ._pending import Pending
 from ._wording import counted
 
 if TYPE_CHECKING:
-
     from ._collection import BackgroundTasks
 
 __all__ = ["OffloadPool", "default_pool"]
@@ -199,7 +198,7 @@ class OffloadPool:
             raise RuntimeError(msg)
         return state.work.wait(timeout)
 
-    def cut(self) -> None:
+    def cut(self, reason: str = "exit deadline passed", /) -> None:
         """At the exit deadline: drop what never started and name what is still running."""
         state = self._state
         if state is None or state.pid != os.getpid():
@@ -212,14 +211,16 @@ class OffloadPool:
         if dropped:
             names = [name for tasks in dropped for name in names_of(tasks.discard())]
             logger.error(
-                "exit deadline passed, %s never started: %s",
+                "%s, %s never started: %s",
+                reason,
                 counted(len(names), "offloaded task"),
                 ", ".join(names),
             )
         if running:
             names = [name for tasks in running for name in tasks.names_left()]
             logger.error(
-                "exit deadline passed with offloaded tasks still running: %s",
+                "%s with offloaded tasks still running: %s",
+                reason,
                 ", ".join(names),
             )
 

@@ -51,9 +51,7 @@ __all__ = ["BackgroundResponse", "BgTask"]
 _ANNOTATED_TEXT: Final = re.compile(r"\s*(?:[\w.]+\.)?Annotated\[\s*([\w.]+)")
 
 #: Flask's own context variables: a task gets a fresh app context and no request.
-_FLASK_VARIABLES: Final[frozenset[contextvars.ContextVar[Any]]] = frozenset(
-    {_cv_app, _cv_request}
-)
+_FLASK_VARIABLES: Final[frozenset[contextvars.ContextVar[Any]]] = frozenset({_cv_app, _cv_request})
 
 
 class BgTask:

@@ -1,24 +1,33 @@
-"""gunicorn server hooks for bgtask.
-
-A worker that exits while bgtask drains its pending tasks (after ``--max-requests``, on a
-reload, or at shutdown) stops notifying the master, and the master's ``--timeout`` then
-kills it mid-task (``WORKER TIMEOUT``). This hook keeps the heartbeat going during that
-drain. In your ``gunicorn.conf.py``::
+"""gunicorn server hooks for bgtask. In your ``gunicorn.conf.py``::
 
     from bgtask.gunicorn import post_worker_init  # noqa: F401 (a gunicorn hook)
 
-or, from a ``post_worker_init`` of your own, call :func:`keep_heartbeat_while_draining`.
+or, from a ``post_worker_init`` of your own, call :func:`keep_heartbeat_while_draining` and
+:func:`name_what_graceful_timeout_cuts`. Two things happen without it:
+
+* a worker that exits while bgtask drains its pending tasks (after ``--max-requests``, on a
+  reload, or at shutdown) stops notifying the master, and the master's ``--timeout`` kills
+  it mid-task (``WORKER TIMEOUT``): the hook keeps the heartbeat going during that drain;
+* after SIGTERM the master kills a worker that is still busy when ``graceful_timeout``
+  ends (SIGKILL: nothing more runs, nothing is logged). gthread spends that whole time
+  waiting for its connections, so bgtask's exit drain never starts: the hook names, a
+  second before the kill, the tasks that are still running or not started.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
-from typing import Any
+from typing import Any, Final
 
-from ._exit import set_exit_heartbeat
+from ._exit import cut_all, set_exit_heartbeat
+from ._native import native
 
-__all__ = ["keep_heartbeat_while_draining", "post_worker_init"]
+__all__ = ["keep_heartbeat_while_draining", "name_what_graceful_timeout_cuts", "post_worker_init"]
+
+#: How long before the master's SIGKILL the pending tasks are named.
+_MARGIN: Final = 1.0
 
 
 def keep_heartbeat_while_draining(worker: Any) -> None:
@@ -47,12 +56,45 @@ def keep_heartbeat_while_draining(worker: Any) -> None:
     set_exit_heartbeat(notify)
 
 
+def name_what_graceful_timeout_cuts(worker: Any) -> None:
+    """After SIGTERM, name the tasks still pending just before ``graceful_timeout`` ends.
+
+    Wraps the worker's SIGTERM handler (installed by gunicorn before ``post_worker_init``):
+    the signal then also starts a timer in a native thread that, a second before the
+    master's SIGKILL, logs an ERROR per kind of pending work (inline, offloaded, async) and
+    cancels the async tasks so they can clean up. A worker that exits in time stops it.
+    """
+    graceful = float(getattr(getattr(worker, "cfg", None), "graceful_timeout", 30))
+    previous = signal.getsignal(signal.SIGTERM)
+    armed: list[bool] = []
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if not armed:
+            armed.append(True)
+            native("_thread", "start_new_thread")(_cut_before_kill, (graceful,))
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _cut_before_kill(graceful: float) -> None:
+    wait = native("_thread", "allocate_lock")()
+    wait.acquire()
+    wait.acquire(timeout=max(0.0, graceful - min(_MARGIN, graceful / 2)))  # never released
+    cut_all(f"gunicorn's graceful timeout ({graceful:g} s) ends in a moment")
+
+
 def post_worker_init(worker: Any) -> None:
-    """The gunicorn ``post_worker_init`` hook: see :func:`keep_heartbeat_while_draining`.
+    """The gunicorn ``post_worker_init`` hook: :func:`keep_heartbeat_while_draining` and
+    :func:`name_what_graceful_timeout_cuts`.
 
     >>> class Worker:
     ...     def notify(self) -> None: ...
+    >>> previous = signal.getsignal(signal.SIGTERM)
     >>> post_worker_init(Worker())
     >>> set_exit_heartbeat(None)
+    >>> _ = signal.signal(signal.SIGTERM, previous)  # (this process is no worker)
     """
     keep_heartbeat_while_draining(worker)
+    name_what_graceful_timeout_cuts(worker)

@@ -198,6 +198,29 @@ def test_sigterm_after_the_responses_lets_two_second_tasks_finish(
         assert has_event(events, "end", tag)(), f"task {tag} was cut at shutdown"
 
 
+@pytest.mark.parametrize("server_kind", WORKERS)
+def test_with_the_hook_a_task_that_outlives_graceful_timeout_is_named_before_the_kill(
+    tmp_path: Path, events: Path, server_kind: str
+) -> None:
+    """bgtask.gunicorn's hook, --graceful-timeout 3, a 30 s inline task, SIGTERM: an ERROR
+    names the task before the master's SIGKILL ends the worker."""
+    args = ["--config", "tests/gunicorn_heartbeat_conf.py", "--graceful-timeout", "3"]
+    with serve(tmp_path, events, server_kind, args=args) as server:
+        response, _ = get(server, "/cl?tag=long&task=sync&seconds=30")
+        assert response.status == 200
+        wait_for(has_event(events, "start", "long"), what="the long task to start")
+        os.kill(server.pid, signal.SIGTERM)
+        wait_for(lambda: "graceful timeout" in server.log(), what="bgtask's line")
+        server.stop(timeout=DEADLINE)
+        log = server.log()
+    [line] = [line for line in log.splitlines() if "graceful timeout" in line]
+    assert line.endswith(
+        "gunicorn's graceful timeout (3 s) ends in a moment with inline tasks still running "
+        "(they end with the process): tests.server_app.sync_task"
+    )
+    assert not has_event(events, "end", "long")()
+
+
 # -- 5. --preload: every forked worker runs async tasks ---------------------------------
 
 
