@@ -11,14 +11,18 @@
 
 from __future__ import annotations
 
+from . import _run  # installs how calling a task or a collection runs it
+from ._backend import Backend as Backend
+from ._backend import CheckingBackend as CheckingBackend
 from ._collection import BackgroundTasks as BackgroundTasks
 from ._current import get_background_tasks as get_background_tasks
 from ._decorator import background as background
 from ._exit import drain as drain
 from ._exit import set_exit_timeout as set_exit_timeout
-from ._middleware import Backend as Backend
+from ._job import TasksFailed as TasksFailed
 from ._middleware import BackgroundTaskMiddleware as BackgroundTaskMiddleware
 from ._offload import OffloadPool as OffloadPool
+from ._request import RequestTasks as RequestTasks
 from ._task import BackgroundTask as BackgroundTask
 
 __all__ = [
@@ -26,9 +30,17 @@ __all__ = [
     "BackgroundTask",
     "BackgroundTaskMiddleware",
     "BackgroundTasks",
+    "CheckingBackend",
     "OffloadPool",
+    "RequestTasks",
+    "TasksFailed",
     "background",
     "drain",
     "get_background_tasks",
     "set_exit_timeout",
 ]
+
+# Reprs and tracebacks show the public path (bgtask.BackgroundTasks), as httpx does.
+for _name in __all__:
+    globals()[_name].__module__ = __name__
+del _name, _run

@@ -1,190 +1,118 @@
-"""An ordered collection of background tasks, and the policy that runs it."""
+"""An ordered collection of background tasks, as users see it."""
 
 from __future__ import annotations
 
-import logging
-import os
-from typing import TYPE_CHECKING, Any, ClassVar, Final, ParamSpec, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeAlias
 
-from . import _loop
-from ._native import native
-from ._recording import recorders
-from ._task import FAILED, BackgroundTask, Outcome
+from . import _lifecycle
+from ._task import BackgroundTask
 
 if TYPE_CHECKING:
     import contextvars
-    from collections.abc import Callable, Container, Iterable, Iterator
-    from contextlib import AbstractContextManager
+    from collections.abc import Callable, Iterable, Iterator
+
 
 __all__ = [
-    "RESPONSE_STAGE",
-    "ROUTE_STAGE",
-    "Around",
     "BackgroundTasks",
-    "Check",
     "Item",
     "check_item",
+    "install_collection_runner",
     "names_of",
+    "tasks_of",
 ]
 
 P = ParamSpec("P")
 
-logger: Final = logging.getLogger("bgtask")
-
 Item: TypeAlias = "BackgroundTask | BackgroundTasks"
-#: Given a request's collection, a context manager to enter while it runs.
-Around: TypeAlias = "Callable[[BackgroundTasks], AbstractContextManager[object]]"
-#: A backend's check of a queued task: raises TypeError for one it could not run.
-Check: TypeAlias = "Callable[[BackgroundTask], None]"
 
-#: Where attached tasks run, after everything the request queued: first the response's
-#: ``background``, then a route decorator's fixed tasks.
-RESPONSE_STAGE: Final = 1
-ROUTE_STAGE: Final = 2
-
-# Guards a request collection's seal against a late add from another thread. The critical
-# sections are a few list operations, so one lock for the process is enough. Native: the
-# pool and loop threads take it too, and a gevent-patched lock belongs to greenlets.
-_seal_lock = native("_thread", "allocate_lock")()
+_run_collection: Callable[[BackgroundTasks], None] | None = None
 
 
-def _new_lock_in_child() -> None:
-    # A thread of the parent may have held it at fork(): the child starts with a free one.
-    global _seal_lock
-    _seal_lock = native("_thread", "allocate_lock")()
-
-
-os.register_at_fork(after_in_child=_new_lock_in_child)
+def install_collection_runner(runner: Callable[[BackgroundTasks], None]) -> None:
+    """How calling a collection runs it: installed by ``bgtask._run`` on import."""
+    global _run_collection
+    _run_collection = runner
 
 
 class BackgroundTasks:
     """An ordered collection of background tasks, itself callable.
 
     Calling it runs the tasks in the order they were added, including tasks that running
-    tasks add. When a task raises an ``Exception`` it is logged on the ``bgtask`` logger
-    with its traceback, and the rest are skipped (each logged as skipped) unless
-    ``continue_on_error`` is true. Calling a collection never raises an ``Exception``;
-    ``SystemExit`` and ``KeyboardInterrupt`` propagate. A collection may contain another:
-    the inner one runs under its own policy and its failure counts as one for the outer.
+    tasks add. When a task raises, it is logged on the ``bgtask`` logger with its
+    traceback, and the rest are skipped (each logged as skipped) unless
+    ``continue_on_error`` is true. Calling a collection never raises a task's exception. A
+    collection may contain another: the inner one runs under its own policy and its failure
+    counts as one for the outer.
 
-    ``add_task`` is safe to call from several threads. A collection takes at most
-    ``max_tasks`` tasks over its life (10,000; tasks added while it runs count too), so a
-    task that queues tasks on its own collection in a loop fails instead of growing it
-    without bound; set ``BackgroundTasks.max_tasks`` to change the limit.
+    ``add_task`` is safe to call from several threads, and returns the task: its handle.
+    A collection takes at most ``max_tasks`` tasks over its life (10,000; tasks added while
+    it runs count too), so a task that queues tasks on its own collection in a loop fails
+    instead of growing it without bound; set ``BackgroundTasks.max_tasks`` to change it.
 
     >>> def write_log(message: str) -> None: ...
     >>> tasks = BackgroundTasks()
-    >>> tasks.add_task(write_log, "signed up")
+    >>> task = tasks.add_task(write_log, "signed up")
     >>> tasks
-    <BackgroundTasks [bgtask._collection.write_log]>
+    <BackgroundTasks [bgtask.write_log]>
     >>> tasks()
+    >>> task.state
+    'succeeded'
     """
 
-    __slots__ = (
-        "_around",
-        "_check",
-        "_position",
-        "_request",
-        "_runs",
-        "_sealed",
-        "_tail",
-        "continue_on_error",
-        "tasks",
-    )
+    __slots__ = ("_items", "continue_on_error")
 
     #: The most tasks one collection takes over its life (see the class docstring).
     max_tasks: ClassVar[int] = 10_000
+    #: Whether its tasks let go of their arguments once ended (a request's run once).
+    releases_tasks: ClassVar[bool] = False
 
     def __init__(
         self, tasks: Iterable[Item] | None = None, *, continue_on_error: bool = False
     ) -> None:
-        self.tasks: list[Item] = []
-        if tasks is not None:
-            for item in tasks:
-                check_item(item)
-                self.tasks.append(item)
+        self._items: list[Item] = []
         self.continue_on_error = continue_on_error
-        #: Owned by a request: recorded by capture_tasks, sealed once run or discarded.
-        self._request = False
-        #: The backend's extra check of each task queued (an RQ worker must import it).
-        self._check: Check | None = None
-        self._sealed = False
-        #: (stage, item) attached by integrations, run after everything queued.
-        self._tail: list[tuple[int, Item]] | None = None
-        #: False while a ``capture_tasks(run=False)`` block suppresses this collection.
-        self._runs = True
-        #: Entered around a request's run, set by an integration (Flask's app context).
-        self._around: Around | None = None
-        #: Index of the task running now (or next): what a cut at exit names.
-        self._position = 0
+        for item in tasks or ():
+            self._add(check_item(item))
 
-    def add_task(self, func: Callable[P, object], /, *args: P.args, **kwargs: P.kwargs) -> None:
+    @property
+    def tasks(self) -> tuple[Item, ...]:
+        """The tasks, in the order they run (a copy: queue with ``add_task``)."""
+        return tuple(self._items)
+
+    def add_task(
+        self, func: Callable[P, object], /, *args: P.args, **kwargs: P.kwargs
+    ) -> BackgroundTask:
         """Queue ``func(*args, **kwargs)``; raises ``TypeError`` now if they cannot bind.
 
         ``func`` is positional-only, so a task may itself take a ``func=`` keyword.
+        Returns the task, whose ``state`` tells whether it ran.
         """
         task = BackgroundTask(func, *args, **kwargs)
-        if len(self.tasks) >= self.max_tasks:
-            msg = (
-                f"cannot queue {task.name}: this collection already took {self.max_tasks} "
-                "tasks, the most one may (BackgroundTasks.max_tasks); is a task queueing "
-                "tasks on its own collection in a loop?"
-            )
-            raise RuntimeError(msg)
-        if self._request:
-            self._append_to_request(task)
-        else:
-            self.tasks.append(task)
+        self._add(task)
+        return task
 
     def __call__(self) -> None:
-        self.run()
+        assert _run_collection is not None, "bgtask._run installs the runner on import"
+        _run_collection(self)
 
     def __len__(self) -> int:
         return len(self.tasks)
 
     def __iter__(self) -> Iterator[Item]:
-        return iter(list(self.tasks))
+        return iter(self.tasks)
 
     def __repr__(self) -> str:
         names = ", ".join(_name(item) for item in self.tasks)
         return f"<BackgroundTasks [{names}]>"
 
-    @classmethod
-    def for_request(cls, check: Check | None = None) -> BackgroundTasks:
-        """A fresh collection owned by one request (used by the WSGI layer).
-
-        ``check`` is called with every task queued or attached, and raises ``TypeError``
-        for one its backend could not run (the request that queued it gets the error).
-        """
-        # Every slot assigned here, once: this runs for every request.
-        collection = object.__new__(cls)
-        collection.tasks = []
-        collection.continue_on_error = False
-        collection._request = True
-        collection._check = check
-        collection._sealed = False
-        collection._tail = None
-        collection._around = None
-        collection._position = 0
-        collection._runs = all(recorder.run for recorder in recorders) if recorders else True
-        return collection
-
-    def attach(self, item: Item, *, stage: int) -> None:
-        """Run ``item`` after everything queued, in ``stage`` order (integrations' hook).
-
-        The response's ``background`` uses ``RESPONSE_STAGE``, a decorator ``ROUTE_STAGE``.
-        """
-        check_item(item)
-        if self._check is not None:
-            for task in _flatten(item):
-                self._check(task)
-        with _seal_lock:
-            self._refuse_if_sealed()
-            if self._tail is None:
-                self._tail = []
-            self._tail.append((stage, item))
-        if recorders:
-            _record(item)
+    def discard(self, *, seal: bool = True, reason: str = "discard() was called") -> list[Item]:
+        """Drop every task not run yet, each announced (and logged) as discarded, and
+        return them. ``seal`` matters for a request's collection: with ``seal=False`` it
+        stays open, so an error handler running after a failed view may queue tasks."""
+        items, self._items = self._items, []
+        for task in tasks_of(items):
+            _lifecycle.discarded(task, self, reason)
+        return items
 
     def in_context(self, context: contextvars.Context) -> BackgroundTasks:
         """A copy whose tasks run in ``context`` (a route's fixed tasks, per request)."""
@@ -193,293 +121,57 @@ class BackgroundTasks:
             continue_on_error=self.continue_on_error,
         )
 
-    def run(self) -> bool:
-        """Run every task under the collection's policy; True when none failed."""
-        tasks = self.tasks
-        stop_on_error = not self.continue_on_error
-        failed = False
-        i = 0
-        while True:
-            if i >= len(tasks):
-                if self._request and self._more_after(i):
-                    continue
-                return not failed
-            item = tasks[i]
-            self._position = i
-            i += 1
-            if failed and stop_on_error:
-                _log_skipped(item)
-                continue
-            outcome: Outcome
-            if isinstance(item, BackgroundTasks):
-                outcome = None if item.run() else FAILED
-            elif not item.is_async:
-                outcome = item.run_logged()
-            else:
-                i, outcome = _run_async(tasks, i - 1, stop_on_error)
-            if isinstance(outcome, BaseException):
-                raise outcome
-            if outcome is FAILED:
-                failed = True
+    # -- what the runner reads (bgtask._run) ----------------------------------------------
 
-    def run_for_request(self) -> None:
-        """Run a request's tasks once, unless a ``capture_tasks(run=False)`` suppresses them.
+    def _add(self, item: Item) -> None:
+        self._refuse_past_limit(item)
+        self._items.append(item)
+        if isinstance(item, BackgroundTask):
+            _lifecycle.queued(item, self)
 
-        Never raises an ``Exception``: this runs inside a server's ``close()``.
-        """
-        if not self._runs:
-            self.discard()
-            return
-        if self.seal_if_empty():
-            return
-        around = self._around
-        if around is None:
-            self.run()
-            return
-        entered = False
-        try:
-            with around(self):
-                entered = True
-                self.run()
-        except Exception:
-            if entered:
-                logger.exception("leaving the context around the background tasks failed")
-            else:
-                names = ", ".join(names_of(self.discard()))
-                logger.exception(
-                    "entering the context around the background tasks failed; not run: %s",
-                    names,
-                )
-
-    def seal_if_empty(self) -> bool:
-        """Seal a request's collection that has nothing to run; True if it was sealed.
-
-        Nothing queued is the common case: the WSGI layer then skips the run entirely.
-        """
-        if self.tasks or self._tail:
-            return False
-        with _seal_lock:
-            if self.tasks or self._tail:
-                return False
-            self._sealed = True
-            return True
-
-    def run_inside(self, around: Around) -> None:
-        """Run this request's tasks inside ``around(self)`` (an integration's hook).
-
-        The Flask integration uses it to push a fresh app context around the tasks.
-        """
-        self._around = around
-
-    def rebase(
-        self, base: contextvars.Context, exclude: Container[contextvars.ContextVar[Any]]
-    ) -> None:
-        """Make each pending task run in a copy of ``base`` plus the variables it captured.
-
-        Variables in ``exclude`` are not carried over: the Flask integration drops Flask's
-        own request and app context variables this way, so a task sees the fresh app
-        context pushed around it and no stale request.
-        """
-        with _seal_lock:
-            self.tasks[:] = [_rebased(item, base, exclude) for item in self.tasks]
-            if self._tail:
-                self._tail = [(stage, _rebased(item, base, exclude)) for stage, item in self._tail]
-
-    def discard(self, *, seal: bool = True) -> list[Item]:
-        """Drop everything pending and return it; sealed, nothing more can be queued.
-
-        With ``seal=False`` the collection stays open: an error handler that runs after a
-        failed view may still queue tasks of its own.
-        """
-        with _seal_lock:
-            self._sealed = self._sealed or seal
-            items = self.tasks + [item for _, item in sorted(self._tail or (), key=_stage)]
-            self.tasks.clear()
-            self._tail = None
-        return items
-
-    def detach(self) -> BackgroundTasks:
-        """Seal this request's collection and move what it would run into a new one.
-
-        For a backend that hands the tasks to another process (RQ, Celery): the new
-        collection holds every pending item in run order (the response's and the route's
-        after the queued ones), the error policy and the context to run inside, so it can
-        still run here if the hand-off fails. It is empty under ``capture_tasks(run=False)``.
-        Queueing more onto this collection then raises ``RuntimeError``, as after a run.
-        """
-        runs = self._runs
-        items = self.discard()
-        batch = BackgroundTasks(continue_on_error=self.continue_on_error)
-        if runs:
-            batch.tasks = items
-        batch._request = True
-        batch._around = self._around
-        return batch
-
-    def names_left(self) -> list[str]:
-        """The names of the tasks not finished: the one running now, and those after it."""
-        with _seal_lock:
-            items = self.tasks[self._position :]
-            items += [item for _, item in sorted(self._tail or (), key=_stage)]
-        names: list[str] = []
-        for item in items:
-            if isinstance(item, BackgroundTasks):
-                names.extend(item.names_left())
-            else:
-                names.append(item.name)
-        return names
-
-    def is_empty(self) -> bool:
-        """Whether nothing is queued or attached."""
-        return not self.tasks and not self._tail
-
-    def _append_to_request(self, task: BackgroundTask) -> None:
-        if self._check is not None:
-            self._check(task)
-        with _seal_lock:
-            self._refuse_if_sealed()
-            self.tasks.append(task)
-        if recorders:
-            _record(task)
-
-    def _refuse_if_sealed(self) -> None:
-        if self._sealed:
+    def _refuse_past_limit(self, item: Item) -> None:
+        if len(self._items) >= self.max_tasks:
             msg = (
-                "this request's background tasks have already run (or were discarded); "
-                "queue tasks before the response is closed"
+                f"cannot queue {_name(item)}: this collection already took {self.max_tasks} "
+                "tasks, the most one may (BackgroundTasks.max_tasks); is a task queueing "
+                "tasks on its own collection in a loop?"
             )
             raise RuntimeError(msg)
 
-    def _more_after(self, done: int) -> bool:
-        """At the end of a request's run: move in the tail, or seal. True if more to run."""
-        with _seal_lock:
-            if len(self.tasks) > done:
-                return True
-            tail = self._tail
-            if tail:
-                self._tail = None
-                self.tasks.extend(item for _, item in sorted(tail, key=_stage))
-                return True
-            self._sealed = True
-            return False
+    def _item(self, index: int) -> Item | None:
+        """The item at ``index`` in run order, or None once there is none left to run."""
+        items = self._items
+        return items[index] if index < len(items) else None
+
+    def _items_from(self, index: int) -> list[Item]:
+        """The items at ``index`` and after, in run order (what a cut names)."""
+        return self._items[index:]
 
 
-class _AsyncRun:
-    """Consecutive async tasks of one collection, run in a single hand-off to the loop."""
-
-    __slots__ = ("index", "outcomes", "stop_on_error", "tasks")
-
-    def __init__(self, tasks: list[Item], index: int, stop_on_error: bool) -> None:
-        self.tasks = tasks
-        self.index = index
-        self.stop_on_error = stop_on_error
-        self.outcomes: list[Outcome] = []
-
-    def next_step(self) -> _loop.Step | None:
-        # Runs in the loop thread, after each task: decide whether the chain goes on.
-        outcomes = self.outcomes
-        if outcomes:
-            last = outcomes[-1]
-            if last is not None and (last is not FAILED or self.stop_on_error):
-                return None
-        tasks, i = self.tasks, self.index
-        if i < len(tasks):
-            item = tasks[i]
-            if type(item) is BackgroundTask and item.is_async:
-                self.index = i + 1
-                return item.coroutine_logged(outcomes)
-        return None
-
-
-def _run_async(tasks: list[Item], index: int, stop_on_error: bool) -> tuple[int, Outcome]:
-    run = _AsyncRun(tasks, index, stop_on_error)
-    try:
-        _loop.run_chain(run.next_step)
-    except Exception:
-        # Refused before anything ran (waiting on the loop from inside it): a failure of
-        # the task at hand, logged like any other, never raised out of the collection.
-        task = tasks[run.index]
-        assert isinstance(task, BackgroundTask)
-        logger.error("background task %s failed", task.name, exc_info=True)
-        return run.index + 1, FAILED
-    outcome: Outcome = None
-    for result in run.outcomes:
-        if result is FAILED:
-            outcome = FAILED
-        elif result is not None:
-            return run.index, result
-    return run.index, outcome
-
-
-def check_item(item: object) -> None:
+def check_item(item: Any) -> Item:
+    """``item`` if it is a task or a collection; ``TypeError`` otherwise."""
     if not isinstance(item, (BackgroundTask, BackgroundTasks)):
         msg = (
             f"expected a BackgroundTask or BackgroundTasks, got {type(item).__name__}; "
             "use add_task(func, *args, **kwargs) to queue a plain callable"
         )
         raise TypeError(msg)
+    return item
 
 
-def _stage(entry: tuple[int, Item]) -> int:
-    return entry[0]
+def tasks_of(items: Iterable[Item]) -> Iterator[BackgroundTask]:
+    """Every task in ``items``, nested collections flattened, in order."""
+    for item in items:
+        if isinstance(item, BackgroundTask):
+            yield item
+        else:
+            yield from tasks_of(item.tasks)
 
 
 def names_of(items: Iterable[Item]) -> list[str]:
-    names: list[str] = []
-    for item in items:
-        if isinstance(item, BackgroundTask):
-            names.append(item.name)
-        else:
-            names.extend(names_of(item.tasks))
-    return names
-
-
-def _flatten(item: Item) -> Iterator[BackgroundTask]:
-    if isinstance(item, BackgroundTask):
-        yield item
-    else:
-        for inner in item.tasks:
-            yield from _flatten(inner)
-
-
-def _rebased(
-    item: Item, base: contextvars.Context, exclude: Container[contextvars.ContextVar[Any]]
-) -> Item:
-    if isinstance(item, BackgroundTasks):
-        return BackgroundTasks(
-            [_rebased(inner, base, exclude) for inner in item.tasks],
-            continue_on_error=item.continue_on_error,
-        )
-    carried = [(var, value) for var, value in item.context.items() if var not in exclude]
-    context = base.copy()
-    if carried:
-        context.run(_set_all, carried)
-    return item.in_context(context)
-
-
-def _set_all(assignments: list[tuple[contextvars.ContextVar[Any], Any]]) -> None:
-    for var, value in assignments:
-        var.set(value)
+    """The names of every task in ``items``, in order."""
+    return [task.name for task in tasks_of(items)]
 
 
 def _name(item: Item) -> str:
     return item.name if isinstance(item, BackgroundTask) else repr(item)
-
-
-def _log_skipped(item: Item) -> None:
-    if isinstance(item, BackgroundTask):
-        logger.warning(
-            "background task %s skipped: an earlier task of its collection failed", item.name
-        )
-    else:
-        for inner in item.tasks:
-            _log_skipped(inner)
-
-
-def _record(item: Item) -> None:
-    if isinstance(item, BackgroundTasks):
-        for inner in item.tasks:
-            _record(inner)
-        return
-    for recorder in list(recorders):
-        recorder.record(item)

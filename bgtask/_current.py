@@ -9,22 +9,31 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
     from ._collection import BackgroundTasks
+    from ._request import RequestTasks
 
-__all__ = ["ENVIRON_KEY", "current_tasks", "get_background_tasks"]
+__all__ = [
+    "BACKGROUND_KEY",
+    "ENVIRON_KEY",
+    "current_tasks",
+    "get_background_tasks",
+    "request_tasks",
+]
 
 #: The environ key holding the request's :class:`BackgroundTasks`.
 ENVIRON_KEY: Final = "bgtask.tasks"
+#: The environ key naming the response whose ``background`` this request attached.
+BACKGROUND_KEY: Final = "bgtask.response_background"
 
 #: The collection of the request whose app call is running in this context. Reset when the
 #: call returns, so a thread reused by a threaded server never sees another request's.
-current_tasks: Final[contextvars.ContextVar[BackgroundTasks | None]] = contextvars.ContextVar(
+current_tasks: Final[contextvars.ContextVar[RequestTasks | None]] = contextvars.ContextVar(
     "bgtask.current_tasks", default=None
 )
 
 _MISSING: Final = (
     "no bgtask collection here: wrap the WSGI app in bgtask.BackgroundTaskMiddleware "
-    "(app.wsgi_app = BackgroundTaskMiddleware(app.wsgi_app) for Flask) and call this during "
-    "a request; inside a streaming body generator, pass the request's environ"
+    "(Flask: BgTask(app) from bgtask.flask) and call this during a request; inside a "
+    "streaming body generator, pass the request's environ"
 )
 
 
@@ -40,7 +49,14 @@ def get_background_tasks(environ: WSGIEnvironment | None = None) -> BackgroundTa
     ...     start_response("200 OK", [("Content-Type", "text/plain")])
     ...     return [b"ok"]
     """
-    tasks = current_tasks.get() if environ is None else environ.get(ENVIRON_KEY)
+    return request_tasks(environ)
+
+
+def request_tasks(environ: WSGIEnvironment | None = None) -> RequestTasks:
+    """:func:`get_background_tasks`, as the request's own collection (for integrations)."""
+    tasks: RequestTasks | None = (
+        current_tasks.get() if environ is None else environ.get(ENVIRON_KEY)
+    )
     if tasks is None:
         raise RuntimeError(_MISSING)
     return tasks

@@ -7,9 +7,10 @@ import functools
 import inspect
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._collection import ROUTE_STAGE, BackgroundTasks, Item, check_item
-from ._current import ENVIRON_KEY, get_background_tasks
+from ._collection import Item, check_item
+from ._current import request_tasks
 from ._middleware import BackgroundTaskMiddleware
+from ._request import ROUTE_STAGE, RequestTasks
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -48,7 +49,7 @@ def background(*tasks: Item) -> Callable[[F], F]:
     return decorate
 
 
-def _attach(collection: BackgroundTasks, tasks: Sequence[Item]) -> None:
+def _attach(collection: RequestTasks, tasks: Sequence[Item]) -> None:
     # Rebound per request so each run sees that request's contextvars (a request id).
     context = contextvars.copy_context()
     for item in tasks:
@@ -62,7 +63,7 @@ def _is_wsgi_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
 def _app_or_view(target: Callable[..., Any], tasks: Sequence[Item]) -> Callable[..., Any]:
     def attach_fixed(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         app_iter: Iterable[bytes] = target(environ, start_response)
-        _attach(environ[ENVIRON_KEY], tasks)
+        _attach(request_tasks(environ), tasks)
         return app_iter
 
     middleware = BackgroundTaskMiddleware(attach_fixed)
@@ -74,7 +75,7 @@ def _app_or_view(target: Callable[..., Any], tasks: Sequence[Item]) -> Callable[
             return middleware(*args)
         # A framework's view: queue after it returned, so a raising view queues nothing.
         result = target(*args, **kwargs)
-        _attach(get_background_tasks(), tasks)
+        _attach(request_tasks(), tasks)
         return result
 
     return with_background
@@ -84,7 +85,7 @@ def _async_view(target: Callable[..., Any], tasks: Sequence[Item]) -> Callable[.
     @functools.wraps(target)
     async def with_background(*args: Any, **kwargs: Any) -> Any:
         result = await target(*args, **kwargs)
-        _attach(get_background_tasks(), tasks)
+        _attach(request_tasks(), tasks)
         return result
 
     return with_background

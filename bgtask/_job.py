@@ -14,16 +14,18 @@ import inspect
 import itertools
 from typing import TYPE_CHECKING, Any, Final
 
-from ._arguments import check_arguments
 from ._callables import is_async_callable
 from ._collection import BackgroundTasks
 from ._importable import resolve
+from ._run import Run, run_here
+from ._signature import check_arguments
 from ._task import BackgroundTask
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from ._collection import Item
+    from ._events import Mode
 
 __all__ = ["PAYLOAD_VERSION", "TasksFailed", "run_payload"]
 
@@ -35,6 +37,9 @@ class TasksFailed(Exception):
     """Raised by a job whose collection did not fully succeed, so the engine sees a failure.
 
     The tasks' own exceptions are logged on the ``bgtask`` logger as they happen.
+
+    >>> print(TasksFailed.naming(["myapp.tasks.send_welcome_email"]))
+    1 background task(s) did not succeed (failed, or skipped after a failure): myapp.tasks...
     """
 
     @classmethod
@@ -47,7 +52,11 @@ class TasksFailed(Exception):
 
 
 def run_payload(
-    payload: Mapping[str, Any], done: set[int], on_progress: Callable[[], None] | None = None
+    payload: Mapping[str, Any],
+    done: set[int],
+    on_progress: Callable[[], None] | None = None,
+    *,
+    mode: Mode = "rq",
 ) -> list[str]:
     """Run a job's collection on the worker; return the names of the tasks not done.
 
@@ -63,7 +72,8 @@ def run_payload(
         raise ValueError(msg)
     names: dict[int, str] = {}
     items = _decode(payload["tasks"], itertools.count(), done, on_progress, names)
-    BackgroundTasks(items, continue_on_error=bool(payload["continue_on_error"])).run()
+    collection = BackgroundTasks(items, continue_on_error=bool(payload["continue_on_error"]))
+    run_here(Run(collection, mode))
     return [name for index, name in names.items() if index not in done]
 
 

@@ -1,128 +1,139 @@
 """The private event loop: one per process, in a native thread of its own, started lazily.
 
-Async tasks are handed to this loop and the calling (request) thread blocks until they
-finish. The loop is never shared with application code and never started in a process
-that runs no async task.
-
-Facts this module is built on (measured with gunicorn and gevent):
+It runs the coroutines it is handed (``run`` blocks the calling thread until one is done)
+and knows nothing of tasks or requests. It is never shared with application code and never
+started in a process that runs no async task. Facts it is built on (measured with gunicorn
+and gevent):
 
 * under gevent's monkey-patching the loop must be created *inside* a native thread;
-* after ``fork()`` an inherited loop looks alive but its thread is gone: the child forgets
-  it (``os.register_at_fork`` plus an owner-pid check) and starts its own;
-* coroutines still pending at interpreter exit are dropped silently unless drained.
+* after ``fork()`` an inherited loop looks alive but its thread is gone (``PerProcess``);
+* coroutines still pending at interpreter exit are dropped silently unless drained, and so
+  are the tasks they spawn (``_spawned``);
+* waiting on the loop from inside it deadlocks: refused with a clear error.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-import os
 import threading
-from collections.abc import Callable, Coroutine
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ._exit import register_drainer
 from ._native import native
 from ._pending import Pending
+from ._process import PerProcess
 from ._spawned import track_spawned_tasks
-from ._stepping import Stepped
 from ._wording import counted
 
-__all__ = ["Step", "cut", "run_chain", "wait_idle"]
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
+__all__ = ["cutting", "refuse_inside", "run"]
+
+T = TypeVar("T")
 
 logger: Final = logging.getLogger("bgtask")
 
-#: What a chain runs next: a coroutine, the context to run it in, and a name for logs.
-Step = tuple[Coroutine[Any, Any, None], contextvars.Context, str]
-
-#: How long, after the exit deadline, cancelled tasks get to unwind.
+#: How long, after a deadline, cancelled tasks get to unwind.
 _CANCEL_GRACE: Final = 2.0
 
 
 class _Runner:
     """The loop of this process and what it has pending."""
 
-    __slots__ = ("chains", "in_flight", "loop", "pid", "spawned")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.pid = os.getpid()
-        #: The running asyncio tasks, touched only in the loop thread.
-        self.in_flight: set[asyncio.Task[None]] = set()
-        #: Tasks that those tasks spawned (asyncio.create_task), touched only in the loop thread.
+    def __init__(self) -> None:
+        ready = native("_thread", "allocate_lock")()
+        ready.acquire()
+        #: Tasks handed over by run(), and tasks that those tasks spawned (loop thread only).
+        self.in_flight: set[asyncio.Task[Any]] = set()
         self.spawned: set[asyncio.Task[Any]] = set()
+        #: The tasks of in_flight that no runner names when a deadline cuts them.
+        self.unnamed: set[asyncio.Task[Any]] = set()
         # Counted from the submitting thread, so drain() can answer without a round trip
         # through a loop that may be busy; spawned tasks are counted in it too.
-        self.chains = Pending()
+        self.pending = Pending()
+        #: Why the loop is cancelling everything (a deadline passed), or None.
+        self.cutting: str | None = None
+        native("_thread", "start_new_thread")(self._serve, (ready,))
+        ready.acquire()
+
+    def _serve(self, ready: Any) -> None:
+        # Created here, inside the native thread: a loop made elsewhere and run in this
+        # thread never completes its futures under gevent.
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        track_spawned_tasks(self.loop, self.pending, self.spawned)
+        ready.release()
+        self.loop.run_forever()
 
 
-_start_lock = native("_thread", "allocate_lock")()
-_runner: _Runner | None = None
-_registered = False
+_runner: Final[PerProcess[_Runner]] = PerProcess(_Runner)
 
 
-def _forget_in_child() -> None:
-    # The parent's loop thread does not exist here; its loop must never be used or closed.
-    global _runner, _start_lock
-    _runner = None
-    _start_lock = native("_thread", "allocate_lock")()
+def run(coroutine: Coroutine[Any, Any, T], name: str, *, names_its_tasks: bool = False) -> T:
+    """Run ``coroutine`` on the private loop and return its result (or raise its error).
 
-
-os.register_at_fork(after_in_child=_forget_in_child)
-
-
-def _serve(ready: Any, started: list[_Runner]) -> None:
-    # Created here, inside the native thread: a loop made elsewhere and run in this thread
-    # never completes its futures under gevent.
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    runner = _Runner(loop)
-    track_spawned_tasks(loop, runner.chains, runner.spawned)
-    started.append(runner)
-    ready.release()
-    loop.run_forever()
-
-
-def _start() -> _Runner:
-    ready = native("_thread", "allocate_lock")()
-    ready.acquire()
-    started: list[_Runner] = []
-    native("_thread", "start_new_thread")(_serve, (ready, started))
-    ready.acquire()
-    _register_once()
-    return started[0]
-
-
-def _register_once() -> None:
-    global _registered
-    if not _registered:
-        _registered = True
-        # After the offload pool (order 0), whose tasks may still hand work to the loop.
-        register_drainer(1, _DRAINER)
-
-
-def _current_runner() -> _Runner | None:
-    """This process's runner, started on first use.
-
-    None when no thread can be started any more (Python 3.12+ refuses new threads once
-    the interpreter is finalizing): the caller then runs the work itself.
+    Blocks the calling thread (a greenlet, under gevent, yields to the others meanwhile).
+    ``name`` is the asyncio task's, which a deadline's cut logs unless ``names_its_tasks``
+    (the runner announces each background task it cuts). Raises ``RuntimeError``, closing
+    the coroutine, when called from the loop's own thread.
     """
-    global _runner
-    runner = _runner
-    if runner is not None and runner.pid == os.getpid():
-        return runner
-    with _start_lock:
-        if _runner is None or _runner.pid != os.getpid():
-            try:
-                _runner = _start()
-            except RuntimeError:
-                return None
-        return _runner
+    try:
+        runner = _runner.get()
+    except RuntimeError:
+        # No thread can be started any more (the interpreter is finalizing, 3.12+): run it
+        # on a loop of its own, in this thread.
+        return asyncio.run(coroutine)
+    loop = runner.loop
+    try:
+        refuse_inside()
+    except RuntimeError:
+        coroutine.close()  # never handed over: no "never awaited" warning
+        raise
+    # threading.Lock is looked up now, not at import: under gevent it is the patched lock,
+    # so a waiting greenlet yields to the others instead of blocking its hub.
+    done = threading.Lock()
+    done.acquire()
+    outcome: list[tuple[bool, Any]] = []
+
+    def on_done(task: asyncio.Task[tuple[bool, Any]]) -> None:
+        runner.in_flight.discard(task)
+        runner.unnamed.discard(task)
+        outcome.append(task.result())
+        runner.pending.done()
+        done.release()
+
+    def start() -> None:
+        task = loop.create_task(_contained(coroutine), name=name)
+        runner.in_flight.add(task)
+        if not names_its_tasks:
+            runner.unnamed.add(task)
+        task.add_done_callback(on_done)
+
+    runner.pending.add()
+    loop.call_soon_threadsafe(start)
+    done.acquire()
+    returned, value = outcome[0]
+    if not returned:
+        raise value
+    result: T = value
+    return result
 
 
-def _refuse_inside(loop: asyncio.AbstractEventLoop) -> None:
-    if asyncio._get_running_loop() is loop:
+async def _contained(coroutine: Coroutine[Any, Any, T]) -> tuple[bool, Any]:
+    """(True, result) or (False, error): asyncio lets KeyboardInterrupt and SystemExit out
+    of a task and through the loop itself, which would end the loop's thread."""
+    try:
+        return True, await coroutine
+    except BaseException as exc:
+        return False, exc
+
+
+def refuse_inside() -> None:
+    """``RuntimeError`` when called on the loop's own thread, where waiting deadlocks."""
+    runner = _runner.peek()
+    if runner is not None and asyncio._get_running_loop() is runner.loop:
         msg = (
             "cannot wait on the bgtask loop from inside it (that would deadlock); "
             "await the coroutine instead"
@@ -130,112 +141,47 @@ def _refuse_inside(loop: asyncio.AbstractEventLoop) -> None:
         raise RuntimeError(msg)
 
 
-def run_chain(next_step: Callable[[], Step | None]) -> None:
-    """Run coroutines one after another on the private loop; block until the chain ends.
-
-    ``next_step`` is called in the loop thread before each coroutine and returns the next
-    one, or None to end the chain. The whole chain is one hand-off to the loop and one
-    asyncio task, each coroutine still running in its own context.
-    """
-    runner = _current_runner()
-    if runner is None:
-        _run_chain_here(next_step)
-        return
-    loop = runner.loop
-    _refuse_inside(loop)
-    # threading.Lock is looked up now, not at import: under gevent it is the patched lock,
-    # so a waiting greenlet yields to the others instead of blocking its hub.
-    done = threading.Lock()
-    done.acquire()
-    errors: list[BaseException] = []
-
-    def finished(task: asyncio.Task[None]) -> None:
-        runner.in_flight.discard(task)
-        runner.chains.done()
-        done.release()
-
-    def start() -> None:
-        task = loop.create_task(_drive(next_step, errors))
-        runner.in_flight.add(task)
-        task.add_done_callback(finished)
-
-    runner.chains.add()
-    loop.call_soon_threadsafe(start)
-    done.acquire()
-    if errors:
-        raise errors[0]
-
-
-async def _drive(next_step: Callable[[], Step | None], errors: list[BaseException]) -> None:
-    task = asyncio.current_task()
-    assert task is not None
-    while True:
-        try:
-            step = next_step()
-        except BaseException as exc:  # re-raised in the waiting thread, never in the loop's
-            errors.append(exc)
-            return
-        if step is None:
-            return
-        coroutine, context, name = step
-        task.set_name(name)  # what the exit deadline names when it cancels
-        await Stepped(coroutine, context, name)
-        if task.cancelling():
-            return  # cut at the exit deadline: the rest of the chain does not start
-
-
-def _run_chain_here(next_step: Callable[[], Step | None]) -> None:
-    """When the loop cannot start (interpreter exit): run the chain on a loop of our own."""
-
-    async def drive() -> None:
-        loop = asyncio.get_running_loop()
-        while (step := next_step()) is not None:
-            coroutine, context, name = step
-            await loop.create_task(coroutine, name=name, context=context)
-
-    asyncio.run(drive())
-
-
-def wait_idle(timeout: float | None) -> bool:
-    """Wait until the private loop has no pending work; True when it all finished in time."""
-    runner = _runner
-    if runner is None or runner.pid != os.getpid():
-        return True
-    _refuse_inside(runner.loop)
-    return runner.chains.wait(timeout)
-
-
-def cut(reason: str = "exit deadline passed") -> None:
-    """At the exit deadline: cancel the async tasks still running, naming them."""
-    runner = _runner
-    if runner is None or runner.pid != os.getpid():
-        return
-    runner.loop.call_soon_threadsafe(_cancel_in_flight, runner, reason)
-    wait_idle(_CANCEL_GRACE)
-
-
-def _cancel_in_flight(runner: _Runner, reason: str) -> None:
-    tasks = [*runner.in_flight, *runner.spawned]
-    names = sorted(task.get_name() for task in tasks)
-    if names:
-        logger.error(
-            "%s, cancelling %s: %s",
-            reason,
-            counted(len(names), "async task"),
-            ", ".join(names),
-        )
-    for task in tasks:
-        task.cancel()
+def cutting() -> str | None:
+    """Why the loop is cancelling its tasks (a deadline passed), or None."""
+    runner = _runner.peek()
+    return None if runner is None else runner.cutting
 
 
 class _LoopDrainer:
-    """This module's ``wait_idle`` and ``cut``, as the object ``_exit`` holds weakly."""
+    """The loop as ``_exit`` drains it."""
 
     def wait_idle(self, timeout: float | None, /) -> bool:
-        return wait_idle(timeout)
+        runner = _runner.peek()
+        if runner is None:
+            return True
+        if asyncio._get_running_loop() is runner.loop:
+            msg = (
+                "cannot wait for bgtask's pending work from inside its loop (that would "
+                "deadlock); await the coroutine instead"
+            )
+            raise RuntimeError(msg)
+        return runner.pending.wait(timeout)
 
     def cut(self, reason: str, /) -> None:
-        cut(reason)
+        """Cancel every task on the loop; the tasks' runner names the background tasks."""
+        runner = _runner.peek()
+        if runner is None:
+            return
+        runner.loop.call_soon_threadsafe(_cancel_all, runner, reason)
+        runner.pending.wait(_CANCEL_GRACE)
 
 
-_DRAINER: Final = _LoopDrainer()
+def _cancel_all(runner: _Runner, reason: str) -> None:
+    runner.cutting = reason
+    names = sorted(task.get_name() for task in [*runner.unnamed, *runner.spawned])
+    if names:
+        logger.error(
+            "%s, cancelling %s: %s", reason, counted(len(names), "async task"), ", ".join(names)
+        )
+    for task in [*runner.in_flight, *runner.spawned]:
+        task.cancel()
+
+
+_DRAINER: Final = _LoopDrainer()  # held here: the exit drain holds its drainers weakly
+# After the pool (order 0), whose tasks may still hand work to the loop.
+register_drainer(1, _DRAINER)

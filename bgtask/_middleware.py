@@ -3,42 +3,24 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Final, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Final
 
-from ._collection import BackgroundTasks, Check, names_of
+from ._backend import Backend, CheckingBackend, backend_override
+from ._closing import run_after_close
 from ._current import ENVIRON_KEY, current_tasks
-from ._inline import run_inline
 from ._offload import OffloadPool, default_pool
-from ._wording import counted
+from ._request import RequestTasks
+from ._unread import unread_background
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Iterable
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-#: Hands a request's collection to where it runs; never raises an ``Exception``.
-Submit: TypeAlias = "Callable[[BackgroundTasks], None]"
+    from ._events import Listener
+    from ._run import Scope
 
-
-class Backend(Protocol):
-    """Where a request's tasks go once its response was sent (offload pool, RQ, Celery).
-
-    ``submit`` is called in ``close()`` with the request's collection; it must not raise
-    and must lose nothing: a backend that cannot hand the tasks off runs them itself. A
-    backend may also have ``check(task)``, called as each task is queued, which raises
-    ``TypeError`` for a task it could not run (a lambda an RQ worker cannot import).
-
-    >>> class Inline:
-    ...     def submit(self, tasks):
-    ...         tasks.run_for_request()
-    >>> app = BackgroundTaskMiddleware(lambda environ, start_response: [], backend=Inline())
-    """
-
-    def submit(self, tasks: BackgroundTasks, /) -> None:
-        """Run or hand off ``tasks``; must not raise, and must lose nothing."""
-
-
-__all__ = ["Backend", "BackgroundTaskMiddleware", "discard_tasks", "run_after_close"]
+__all__ = ["BackgroundTaskMiddleware", "choose_backend"]
 
 logger: Final = logging.getLogger("bgtask")
 
@@ -52,17 +34,18 @@ class BackgroundTaskMiddleware:
     raises, its tasks are discarded with a warning and the exception propagates unchanged.
     Nested middlewares share one collection: the outermost runs it, once.
 
-    By default the tasks run inline, in ``close()``. With ``offload=True`` (or an
-    :class:`OffloadPool` of your own) ``close()`` hands them to a pool of task threads and
-    returns at once. ``backend`` takes any object with a ``submit(tasks)`` method, such as
-    the RQ or Celery backends.
+    By default the tasks run inline, in ``close()``. ``backend`` takes where they go
+    instead: an :class:`OffloadPool` (a pool of task threads), or the RQ and Celery
+    backends; ``offload=True`` is shorthand for the process's default pool. ``task_scope``
+    is an integration's hook around each task (Flask's app context), ``listeners`` are told
+    of this app's task events besides the process's.
 
     >>> from wsgiref.simple_server import demo_app
     >>> app = BackgroundTaskMiddleware(demo_app)
     >>> app = BackgroundTaskMiddleware(demo_app, offload=True)
     """
 
-    __slots__ = ("_check", "_submit", "app")
+    __slots__ = ("_check", "app", "backend", "listeners", "task_scope")
 
     def __init__(
         self,
@@ -70,170 +53,67 @@ class BackgroundTaskMiddleware:
         *,
         offload: bool | OffloadPool = False,
         backend: Backend | None = None,
+        task_scope: Scope | None = None,
+        listeners: Iterable[Listener] = (),
     ) -> None:
         self.app = app
-        if offload is not False and backend is not None:
-            msg = "pass either offload or backend, not both (an OffloadPool is a backend)"
-            raise ValueError(msg)
-        if offload is True:
-            backend = default_pool()
-        elif isinstance(offload, OffloadPool):
-            backend = offload
-        elif offload is not False:
-            msg = f"offload must be True, False or an OffloadPool, got {type(offload).__name__}"
-            raise TypeError(msg)
-        #: None runs the tasks inline, in close().
-        self._submit = None if backend is None else backend.submit
-        #: A backend that runs tasks elsewhere checks each one as it is queued.
-        self._check: Check | None = getattr(backend, "check", None)
+        #: Where requests' tasks go; None runs them inline, in close().
+        self.backend = choose_backend(offload, backend)
+        self._check = self.backend.check if isinstance(self.backend, CheckingBackend) else None
+        self.task_scope = task_scope
+        self.listeners = tuple(listeners)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        tasks = environ.get(ENVIRON_KEY)
-        if tasks is not None:
+        outer = environ.get(ENVIRON_KEY)
+        if outer is not None:
             # An outer middleware owns this request's collection and will run it.
-            token = current_tasks.set(tasks)
+            token = current_tasks.set(outer)
             try:
                 return self.app(environ, start_response)
             finally:
                 current_tasks.reset(token)
-        tasks = BackgroundTasks.for_request(self._check)
+        backend, check = self.backend, self._check
+        override = backend_override()
+        if override is not None:
+            backend, check = override, None
+        tasks = RequestTasks(environ, check=check, scope=self.task_scope, listeners=self.listeners)
         environ[ENVIRON_KEY] = tasks
         token = current_tasks.set(tasks)
         try:
             app_iter = self.app(environ, start_response)
         except BaseException as exc:
-            discard_tasks(tasks, f"the application raised {type(exc).__name__}")
+            tasks.discard(reason=f"the application raised {type(exc).__name__}")
             raise
         finally:
             current_tasks.reset(token)
         if type(app_iter).__module__ == "werkzeug.wsgi":
             _warn_if_background_unread(app_iter, environ)
-        return run_after_close(app_iter, tasks, environ, self._submit)
+        return run_after_close(app_iter, tasks, environ, backend)
 
 
-def run_after_close(
-    app_iter: Iterable[bytes],
-    tasks: BackgroundTasks,
-    environ: WSGIEnvironment,
-    submit: Submit | None = None,
-) -> Iterable[bytes]:
-    """Return ``app_iter`` made to run ``tasks`` in its ``close()``.
+def choose_backend(offload: bool | OffloadPool, backend: Backend | None) -> Backend | None:
+    """The one backend ``offload`` and ``backend`` ask for (None: inline).
 
-    An instance of the server's ``wsgi.file_wrapper`` is returned itself, its ``close``
-    chained, so the server keeps its sendfile path; anything else is wrapped.
+    ``offload=True`` is the process's default pool, ``offload=OffloadPool(...)`` that pool:
+    shorthands for ``backend=``, which takes any :class:`Backend`.
     """
-    file_wrapper = environ.get("wsgi.file_wrapper")
-    if isinstance(file_wrapper, type) and isinstance(app_iter, file_wrapper):
-        closing = _ClosingIterable(app_iter, tasks, submit)
-        try:
-            app_iter.close = closing.close  # type: ignore[attr-defined]
-        except AttributeError:
-            return closing  # a wrapper with __slots__: wrapping it is all we can do
-        return app_iter
-    kind = type(app_iter)
-    sized = _sized_types.get(kind)
-    if sized is None:
-        sized = _sized_types[kind] = hasattr(kind, "__len__")
-    if sized:
-        return _SizedClosingIterable(app_iter, tasks, submit)
-    return _ClosingIterable(app_iter, tasks, submit)
-
-
-#: Whether responses of a type have a len(): asked once per type, not per request.
-_sized_types: dict[type, bool] = {list: True, tuple: True}
+    if offload is not False and backend is not None:
+        msg = "pass either offload or backend, not both (an OffloadPool is a backend)"
+        raise ValueError(msg)
+    if offload is True:
+        return default_pool()
+    if isinstance(offload, OffloadPool):
+        return offload
+    if offload is not False:
+        msg = f"offload must be True, False or an OffloadPool, got {type(offload).__name__}"
+        raise TypeError(msg)
+    if backend is not None and not isinstance(backend, Backend):
+        msg = f"a backend needs a submit(tasks) method, got {type(backend).__name__}"
+        raise TypeError(msg)
+    return backend
 
 
 def _warn_if_background_unread(app_iter: Iterable[bytes], environ: WSGIEnvironment) -> None:
-    # A plain Werkzeug response's ``background`` that nothing attached would be lost in
-    # silence: say so (the app iterable is a Werkzeug one, so Werkzeug is installed).
-    from .werkzeug import unattached_background
-
-    problem = unattached_background(app_iter, environ)
+    problem = unread_background(app_iter, environ)
     if problem is not None:
         logger.warning("%s", problem)
-
-
-def discard_tasks(tasks: BackgroundTasks, reason: str, *, seal: bool = True) -> None:
-    """Drop a request's tasks without running them, with one warning naming them."""
-    items = tasks.discard(seal=seal)
-    if items:
-        names = names_of(items)
-        logger.warning(
-            "discarded %s because %s: %s",
-            counted(len(names), "background task"),
-            reason,
-            ", ".join(names),
-        )
-
-
-class _ClosingIterable:
-    """The app's response iterable, whose ``close()`` then runs the request's tasks."""
-
-    __slots__ = ("_app_close", "_app_iter", "_body_failed", "_closed", "_submit", "_tasks")
-
-    def __init__(
-        self, app_iter: Iterable[bytes], tasks: BackgroundTasks, submit: Submit | None
-    ) -> None:
-        self._app_iter = app_iter
-        self._submit = submit
-        # A list (most responses) has no close(): skip the failing attribute lookup.
-        self._app_close = None if type(app_iter) is list else getattr(app_iter, "close", None)
-        self._tasks = tasks
-        self._body_failed = False
-        self._closed = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        app_iter = self._app_iter
-        if type(app_iter) is list or type(app_iter) is tuple:
-            return iter(app_iter)  # cannot raise mid-body: no per-chunk wrapper needed
-        return self._chunks(iter(app_iter))
-
-    def _chunks(self, iterator: Iterator[bytes]) -> Iterator[bytes]:
-        # A generator costs less per chunk than a Python __next__ method. Not `yield from`:
-        # closing this generator would close the app's iterable a second time.
-        try:
-            for chunk in iterator:  # noqa: UP028 (see above)
-                yield chunk
-        except GeneratorExit:
-            raise  # the server stopped iterating (client gone): not a failed body
-        except BaseException:
-            self._body_failed = True
-            raise
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        app_close = self._app_close
-        try:
-            if app_close is not None:
-                app_close()
-        finally:
-            # A task failure is logged, never raised: a raise from close() makes gunicorn
-            # drop the keep-alive connection and the request already sent on it.
-            if self._body_failed:
-                discard_tasks(self._tasks, "the response body raised")
-            elif self._submit is None:
-                run_inline(self._tasks)
-            else:
-                self._submit(self._tasks)
-
-    def __del__(self) -> None:
-        # Every response, not only those with tasks when the app returned: a streaming
-        # body may queue tasks while it is iterated.
-        if not self._closed and not self._tasks.is_empty():
-            logger.warning(
-                "a response was garbage-collected without close(): its %s did not run. "
-                "WSGI servers close responses; Werkzeug's and Flask's test clients do "
-                "not: see bgtask.testing.closing_client",
-                counted(len(names_of(self._tasks.tasks)), "background task"),
-            )
-
-
-class _SizedClosingIterable(_ClosingIterable):
-    """Keeps ``len()`` of the app's iterable: wsgiref sets Content-Length from it."""
-
-    __slots__ = ()
-
-    def __len__(self) -> int:
-        return len(self._app_iter)  # type: ignore[arg-type]

@@ -1,19 +1,11 @@
-"""Offload mode: a per-process pool of task threads that runs requests' collections.
+"""Offload mode: ``close()`` hands the request's collection to a pool of task threads.
 
-With offload, ``close()`` hands the request's collection to this pool and returns at once:
-the server's worker or thread is free for the next request while the tasks run. Within a
+The server's worker or thread is free for the next request while the tasks run. Within a
 collection nothing changes (one pool thread runs it, in order, under its error policy);
-different requests' collections run concurrently, up to the pool's size.
-
-The pool is bounded by what it can still finish at exit: a collection queues only while the
-queue could drain within half the exit timeout (an estimate from the durations of the
-collections it ran and its threads), and never beyond ``max_pending``. Past that bound the
-next collection runs inline in ``close()`` instead (back-pressure, never a drop, never work
-accepted only to be cut at exit), with a WARNING at most once per ``warn_interval`` seconds.
-
-Threads are native (gevent's originals when it has monkey-patched ``threading``) and wait on
-native locks, so a greenlet handing work over never blocks its hub. The pool starts on first
-use and is started afresh in a forked child.
+different requests' collections run concurrently, up to the pool's size. When the queue
+holds what the exit drain can run (see ``_pool``), the next collection runs inline in
+``close()`` instead: back-pressure, never a drop, with a WARNING at most once per
+``warn_interval`` seconds.
 """
 
 from __future__ import annotations
@@ -21,84 +13,35 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import deque
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
-from ._collection import names_of
-from ._exit import exit_deadline, register_drainer
+from . import _lifecycle
+from ._collection import tasks_of
+from ._exit import exit_deadline
 from ._inline import run_inline
-from ._native import native
-from ._pending import Pending
+from ._pool import ThreadPool
+from ._run import Run, run_here
 from ._wording import counted
 
 if TYPE_CHECKING:
-    from ._collection import BackgroundTasks
+    from ._request import RequestTasks
 
 __all__ = ["OffloadPool", "default_pool"]
 
 logger: Final = logging.getLogger("bgtask")
-
-#: The share of the exit timeout a full queue may take to drain (the rest: what is running,
-#: and the loop's async tasks, which drain after the pool).
-_DRAIN_SHARE: Final = 0.5
-#: Weight of the newest duration in the moving average of a collection's run time.
-_WEIGHT: Final = 0.1
 
 
 def _default_threads() -> int:
     return min(32, (os.cpu_count() or 1) * 4)
 
 
-class _Worker:
-    """One pool thread: its wake-up lock and the collection it was handed."""
-
-    __slots__ = ("wake", "work")
-
-    def __init__(self) -> None:
-        self.wake: Any = native("_thread", "allocate_lock")()
-        self.wake.acquire()
-        self.work: BackgroundTasks | None = None
-
-
-class _State:
-    """The pool's threads and queue in one process (replaced after ``fork()``)."""
-
-    __slots__ = (
-        "busy",
-        "idle",
-        "lock",
-        "mean_seconds",
-        "pending",
-        "pid",
-        "thread_ids",
-        "threads",
-        "work",
-    )
-
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.lock: Any = native("_thread", "allocate_lock")()
-        self.pending: deque[BackgroundTasks] = deque()
-        self.idle: list[_Worker] = []
-        #: Collections being run right now, with when they started: for the queue's bound,
-        #: drain(), and naming what exit cuts.
-        self.busy: dict[BackgroundTasks, float] = {}
-        #: How long a collection takes here, a moving average (None until one finished).
-        self.mean_seconds: float | None = None
-        self.threads = 0
-        #: The pool threads' native ids: drain() from one of them would wait on itself.
-        self.thread_ids: set[int] = set()
-        #: Collections queued or running, for drain().
-        self.work = Pending()
-
-
 class OffloadPool:
     """A bounded pool of threads that runs requests' task collections after ``close()``.
 
     ``threads`` (default: 4 per CPU, at most 32) is how many collections run at once;
-    ``max_pending`` (default 1000) how many may wait before ``close()`` runs them inline.
-    Size ``threads`` for the load: requests per second times seconds of sync work per
-    request (async work waits on the loop but still holds its pool thread).
+    ``max_pending`` (default 1000) the most that may wait, fewer when the exit timeout
+    could not drain them. Size ``threads`` for the load: requests per second times seconds
+    of work per request (async work waits on the loop but still holds its pool thread).
 
     >>> pool = OffloadPool(threads=8, max_pending=500)
     >>> pool.threads, pool.max_pending
@@ -119,164 +62,59 @@ class OffloadPool:
         self.max_pending = max_pending
         self.warn_interval = warn_interval
         self._last_warning = -float("inf")
-        self._state: _State | None = None
-        self._state_lock: Any = native("_thread", "allocate_lock")()
-        register_drainer(0, self)
+        self._pool = ThreadPool(threads, max_pending)
 
-    def submit(self, tasks: BackgroundTasks) -> None:
+    def __repr__(self) -> str:
+        return f"<OffloadPool threads={self.threads} max_pending={self.max_pending}>"
+
+    def submit(self, tasks: RequestTasks, /) -> None:
         """Run ``tasks`` on a pool thread, or inline if the queue is full. Never raises."""
         if tasks.seal_if_empty():
             return
-        state = self._current()
-        with state.lock:
-            state.work.add()
-            if state.idle:
-                worker = state.idle.pop()
-                worker.work = tasks
-                state.busy[tasks] = time.monotonic()
-                worker.wake.release()
-                return
-            if state.threads < self.threads:
-                state.threads += 1
-                state.busy[tasks] = time.monotonic()
-                start = True
-            elif len(state.pending) < self._bound(state):
-                state.pending.append(tasks)
-                return
-            else:
-                start = False
-                state.work.done()
-        if start:
-            worker = _Worker()
-            worker.work = tasks
-            try:
-                native("_thread", "start_new_thread")(self._serve, (state, worker))
-            except RuntimeError:
-                # No new threads once the interpreter is finalizing (3.12+): run it here.
-                with state.lock:
-                    state.threads -= 1
-                    del state.busy[tasks]
-                try:
-                    run_inline(tasks)
-                finally:
-                    state.work.done()
-            return
-        self._warn_full(state)
-        run_inline(tasks)
+        for task in tasks_of(tasks.tasks):
+            _lifecycle.handed_off(task, tasks, "offload", "the offload pool", final=False)
+        if not self._pool.submit(_Offloaded(tasks)):
+            self._warn_full()
+            run_inline(tasks)
 
-    def _bound(self, state: _State) -> int:
-        """How many collections may wait: ``max_pending``, or fewer if the queue could not
-        drain within half the exit timeout at the rate this pool runs them."""
-        seconds = self._seconds_per_collection(state)
-        drainable = self.max_pending
-        if seconds > 0:
-            drainable = int(self.threads * _DRAIN_SHARE * exit_deadline() / seconds)
-        if state.mean_seconds is None:
-            # Nothing measured yet: a burst at startup must not fill the queue with tasks
-            # of unknown length. One waiting collection per thread until one has finished.
-            drainable = min(drainable, self.threads)
-        return min(self.max_pending, drainable)
-
-    @staticmethod
-    def _seconds_per_collection(state: _State) -> float:
-        # The average so far, or the age of the oldest running collection if that is more:
-        # slow tasks count before the first one has finished (a burst at startup).
-        oldest = min(state.busy.values(), default=None)
-        running = time.monotonic() - oldest if oldest is not None else 0.0
-        return max(state.mean_seconds or 0.0, running)
-
-    def wait_idle(self, timeout: float | None, /) -> bool:
+    def wait_idle(self, timeout: float | None = None, /) -> bool:
         """Wait until no collection is queued or running; True when that happened in time."""
-        state = self._state
-        if state is None or state.pid != os.getpid():
-            return True
-        if native("_thread", "get_ident")() in state.thread_ids:
-            msg = (
-                "cannot wait for the offload pool from one of its own tasks: it would wait "
-                "for itself; return from the task instead"
-            )
-            raise RuntimeError(msg)
-        return state.work.wait(timeout)
+        return self._pool.wait_idle(timeout)
 
-    def cut(self, reason: str = "exit deadline passed", /) -> None:
-        """At the exit deadline: drop what never started and name what is still running."""
-        state = self._state
-        if state is None or state.pid != os.getpid():
-            return
-        with state.lock:
-            dropped = list(state.pending)
-            state.pending.clear()
-            running = list(state.busy)
-        state.work.done(len(dropped))
-        if dropped:
-            names = [name for tasks in dropped for name in names_of(tasks.discard())]
-            logger.error(
-                "%s, %s never started: %s",
-                reason,
-                counted(len(names), "offloaded task"),
-                ", ".join(names),
-            )
-        if running:
-            names = [name for tasks in running for name in tasks.names_left()]
-            logger.error(
-                "%s with offloaded tasks still running: %s",
-                reason,
-                ", ".join(names),
-            )
-
-    def _current(self) -> _State:
-        state = self._state
-        if state is not None and state.pid == os.getpid():
-            return state
-        with self._state_lock:
-            if self._state is None or self._state.pid != os.getpid():
-                # First use, or a forked child: the parent's threads do not exist here.
-                self._state = _State()
-            return self._state
-
-    def _serve(self, state: _State, worker: _Worker) -> None:
-        state.thread_ids.add(native("_thread", "get_ident")())
-        tasks = worker.work
-        while tasks is not None:
-            began = time.monotonic()
-            try:
-                tasks.run_for_request()
-            except BaseException:  # SystemExit in a task: there is no caller to stop
-                logger.exception(
-                    "a task raised a BaseException, which stopped its offloaded "
-                    "collection; the tasks after it did not run (the collection: %s)",
-                    ", ".join(names_of(tasks.discard())),
-                )
-            with state.lock:
-                now = time.monotonic()
-                elapsed = now - state.busy.pop(tasks, began)
-                mean = state.mean_seconds
-                state.mean_seconds = elapsed if mean is None else mean + _WEIGHT * (elapsed - mean)
-                if state.pending:
-                    tasks = state.pending.popleft()
-                    state.busy[tasks] = now
-                else:
-                    tasks = worker.work = None
-                    state.idle.append(worker)
-            state.work.done()
-            if tasks is None:
-                worker.wake.acquire()  # until submit() hands this thread a collection
-                tasks = worker.work
-
-    def _warn_full(self, state: _State) -> None:
+    def _warn_full(self) -> None:
         now = time.monotonic()
-        if now - self._last_warning >= self.warn_interval:
-            self._last_warning = now
-            logger.warning(
-                "offload queue full (%s waiting, %s busy, %.3f s per collection; it may "
-                "hold what drains in half the %g s exit timeout, at most %d): running tasks "
-                "inline in close() until it drains; consider more threads",
-                counted(len(state.pending), "collection"),
-                counted(self.threads, "thread"),
-                self._seconds_per_collection(state),
-                exit_deadline(),
-                self.max_pending,
-            )
+        if now - self._last_warning < self.warn_interval:
+            return
+        self._last_warning = now
+        state = self._pool.state()
+        logger.warning(
+            "offload queue full (%s waiting, %s busy, %.3f s per collection; it may hold what "
+            "drains in half the %g s exit timeout, at most %d): running tasks inline in "
+            "close() until it drains; consider more threads",
+            counted(len(state.queue), "collection"),
+            counted(self.threads, "thread"),
+            self._pool.seconds_per_item(state),
+            exit_deadline(),
+            self.max_pending,
+        )
+
+
+class _Offloaded:
+    """A request's collection as the pool's work: one run, on a pool thread."""
+
+    __slots__ = ("_run",)
+
+    def __init__(self, tasks: RequestTasks) -> None:
+        self._run = Run(tasks, "offload", tasks.scope)
+
+    def run(self) -> None:
+        try:
+            run_here(self._run)
+        except BaseException:  # a stop request has no caller to stop on a pool thread
+            logger.exception("a task told the process to stop on an offload thread")
+
+    def cut(self, reason: str, /) -> None:
+        self._run.cut(reason)
 
 
 _default: OffloadPool | None = None

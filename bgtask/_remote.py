@@ -13,7 +13,8 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any, Final
 
-from ._collection import BackgroundTasks, names_of
+from . import _lifecycle
+from ._collection import BackgroundTasks, names_of, tasks_of
 from ._importable import import_problem, reference, unwrap
 from ._inline import run_inline
 from ._job import PAYLOAD_VERSION
@@ -21,8 +22,10 @@ from ._job import PAYLOAD_VERSION
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from ._backend import Backend
     from ._collection import Item
-    from ._middleware import Backend
+    from ._events import Mode
+    from ._request import RequestTasks
     from ._task import BackgroundTask
 
 __all__ = ["RemoteBackend", "RetryPolicy", "check_remote", "describe_batch", "encode", "run_here"]
@@ -135,7 +138,10 @@ class RemoteBackend:
         """The engine's serializer: its name for messages, and its ``dumps``."""
         raise NotImplementedError
 
-    def send(self, batch: BackgroundTasks) -> None:
+    #: The mode of the events of tasks sent by this backend.
+    mode: Mode = "rq"
+
+    def send(self, batch: RequestTasks) -> None:
         """Hand ``batch`` to the engine as one job; raise if it cannot be reached."""
         raise NotImplementedError
 
@@ -145,21 +151,23 @@ class RemoteBackend:
         name, dumps = self.serializer()
         check_remote(task, destination=self.destination(), serializer=name, dumps=dumps)
 
-    def submit(self, tasks: BackgroundTasks) -> None:
+    def submit(self, tasks: RequestTasks) -> None:
         """Send ``tasks`` as one job; run them here if that fails. Never raises."""
         if tasks.seal_if_empty():
             return
-        batch = tasks.detach()
-        if batch.is_empty():
-            return
+        batch = tasks.take()
         try:
             self.send(batch)
         except Exception as exc:
             run_here(batch, self.fallback, self.destination(), exc)
+            return
+        destination = self.destination()
+        for task in tasks_of(batch.tasks):
+            _lifecycle.handed_off(task, batch, self.mode, destination, final=True)
 
 
 def run_here(
-    batch: BackgroundTasks, fallback: Backend | None, destination: str, error: Exception
+    batch: RequestTasks, fallback: Backend | None, destination: str, error: Exception
 ) -> None:
     """The engine is unreachable: run ``batch`` in this process (or ``fallback``), warning."""
     names = names_of(batch.tasks)
@@ -174,7 +182,7 @@ def run_here(
         ", ".join(names),
     )
     if fallback is None:
-        run_inline(batch)
+        run_inline(batch, "fallback")
     else:
         fallback.submit(batch)
 

@@ -39,7 +39,7 @@ def track_spawned_tasks(
         if parent is None:  # bgtask's own chain task, created from a callback: counted already
             return asyncio.Task(coroutine, loop=loop, **options)
         name = f"{_name_of(coroutine)} (spawned by {parent.get_name()})"
-        task = asyncio.Task(stepped(coroutine, name), loop=loop, **options)
+        task = asyncio.Task(_contained(stepped(coroutine, name), name), loop=loop, **options)
         task.set_name(name)  # create_task(name=...) renames it afterwards
         pending.add()
         spawned.add(task)
@@ -56,6 +56,16 @@ def track_spawned_tasks(
             pending.done()  # last: drain() returns only once the failure is logged
 
     loop.set_task_factory(create)  # type: ignore[arg-type]
+
+
+async def _contained(coroutine: Coroutine[Any, Any, Any], name: str) -> Any:
+    # asyncio lets KeyboardInterrupt and SystemExit out of a task and through the loop,
+    # which would end the loop's thread: a spawned coroutine's is its failure instead.
+    try:
+        return await coroutine
+    except (KeyboardInterrupt, SystemExit) as exc:
+        msg = f"{name} raised {type(exc).__name__}"
+        raise RuntimeError(msg) from exc
 
 
 def _name_of(coroutine: Coroutine[Any, Any, Any]) -> str:

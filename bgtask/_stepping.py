@@ -69,9 +69,11 @@ class Stepped:
                 error = exc
 
 
-async def stepped(coroutine: Coroutine[Any, Any, Any], name: str) -> Any:
-    """``coroutine``'s result, its steps timed (for tasks created on the loop by tasks)."""
-    return await Stepped(coroutine, None, name)
+async def stepped(
+    coroutine: Coroutine[Any, Any, Any], name: str, context: contextvars.Context | None = None
+) -> Any:
+    """``coroutine`` as a new coroutine whose steps are timed (and run in ``context``)."""
+    return await Stepped(coroutine, context, name)
 
 
 def _call(function: Any, argument: Any) -> Any:

@@ -1,42 +1,45 @@
-"""One background task: a callable and its arguments, checked and bound when queued."""
+"""One background task: a callable and its arguments, checked when queued, and its lifecycle.
+
+The same object is the task's handle: ``add_task`` returns it, and it tells where the task
+is (``state``), since when (``queued_at``, ``started_at``, ``ended_at``, wall-clock seconds)
+and, for a failure, what it raised (``error``). Once a task queued by a request has ended,
+it lets go of its function, arguments and context, so a handle kept around holds no
+request data. What runs a task lives above this module (``bgtask._run``), which installs
+itself here: the task model imports no event loop and no integration.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
-import inspect
-import logging
-import time
-from typing import TYPE_CHECKING, Any, Final, ParamSpec
+import copy
+import itertools
+from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeAlias
 
-from . import _loop
-from ._arguments import check_arguments
 from ._callables import describe, is_async_callable
-from ._stopping import is_stop_request
+from ._clock import wall_time
+from ._signature import check_arguments
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["FAILED", "BackgroundTask", "Outcome"]
+__all__ = ["BackgroundTask", "State", "install_direct_runner"]
 
 P = ParamSpec("P")
 
-logger: Final = logging.getLogger("bgtask")
+#: Where a task is in its lifecycle.
+State: TypeAlias = Literal[
+    "created", "queued", "running", "succeeded", "failed", "skipped", "discarded", "cut",
+    "handed_off",
+]  # fmt: skip
+
+_ids: Final = itertools.count(1)
+_run_directly: Callable[[BackgroundTask], None] | None = None
 
 
-class _Failed:
-    """The outcome of a task that raised an ``Exception`` (already logged)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "FAILED"
-
-
-FAILED: Final = _Failed()
-#: None when the task finished, FAILED when it raised (logged), or a BaseException that
-#: tells the process to stop (see ``_stopping``), for the caller to re-raise.
-Outcome = _Failed | BaseException | None
+def install_direct_runner(runner: Callable[[BackgroundTask], None]) -> None:
+    """How calling a task runs it: installed by ``bgtask._run`` when bgtask is imported."""
+    global _run_directly
+    _run_directly = runner
 
 
 class BackgroundTask:
@@ -55,11 +58,24 @@ class BackgroundTask:
     >>> def send_email(to: str, subject: str = "") -> None: ...
     >>> task = BackgroundTask(send_email, "user@example.com", subject="Welcome")
     >>> task
-    <BackgroundTask bgtask._task.send_email>
+    <BackgroundTask bgtask.send_email>
     >>> task()
     """
 
-    __slots__ = ("_name", "args", "context", "func", "is_async", "kwargs")
+    __slots__ = (
+        "_ended",
+        "_id",
+        "_name",
+        "_queued",
+        "_started",
+        "args",
+        "context",
+        "error",
+        "func",
+        "is_async",
+        "kwargs",
+        "state",
+    )
 
     def __init__(self, func: Callable[P, object], /, *args: P.args, **kwargs: P.kwargs) -> None:
         if not callable(func):
@@ -76,6 +92,12 @@ class BackgroundTask:
         self.is_async: bool = is_async_callable(func)
         self.context: contextvars.Context = contextvars.copy_context()
         self._name: str | None = None
+        self._id = 0
+        #: Where the task is; see :data:`State`.
+        self.state: State = "created"
+        #: What the task raised, for a failed task.
+        self.error: BaseException | None = None
+        self._queued = self._started = self._ended = 0.0  # monotonic; 0.0: not yet
 
     @property
     def name(self) -> str:
@@ -85,110 +107,57 @@ class BackgroundTask:
             name = self._name = describe(self.func)
         return name
 
+    @property
+    def id(self) -> int:
+        """A number unique to this task in this process."""
+        if not self._id:
+            self._id = next(_ids)
+        return self._id
+
+    @property
+    def queued_at(self) -> float | None:
+        """When it was queued, in seconds since the epoch (None: not queued)."""
+        return wall_time(self._queued)
+
+    @property
+    def started_at(self) -> float | None:
+        """When it started running, in seconds since the epoch (None: it did not)."""
+        return wall_time(self._started)
+
+    @property
+    def ended_at(self) -> float | None:
+        """When it reached its final state, in seconds since the epoch (None: not yet)."""
+        return wall_time(self._ended)
+
     def __repr__(self) -> str:
         return f"<BackgroundTask {self.name}>"
 
     def __call__(self) -> None:
-        context = self.context.copy()
-        if self.is_async:
-            _wait_for(self.func(*self.args, **self.kwargs), context, self.name)
-            return
-        result = context.run(self.func, *self.args, **self.kwargs)
-        if inspect.iscoroutine(result):
-            _wait_for(result, context, self.name)
+        """Run the task now and return when it has finished; its exceptions propagate."""
+        assert _run_directly is not None, "bgtask._run installs the runner on import"
+        _run_directly(self)
 
     def in_context(self, context: contextvars.Context) -> BackgroundTask:
-        """This task, to run in ``context`` instead of the one captured when it was built."""
-        clone = object.__new__(BackgroundTask)
-        clone.func, clone.args, clone.kwargs = self.func, self.args, self.kwargs
-        clone.is_async, clone._name = self.is_async, self._name
+        """A new task of the same function and arguments, to run in ``context``.
+
+        Integrations attach one per request (a route's fixed tasks, a response's
+        ``background``), so each request's run has a handle and a context of its own.
+        """
+        clone = copy.copy(self)  # the arguments were checked when this one was built
         clone.context = context
+        clone._id = 0
+        clone.state, clone.error = "created", None
+        clone._queued = clone._started = clone._ended = 0.0
         return clone
 
-    def run_logged(self) -> Outcome:
-        """Run a sync task in its context; log instead of raising ``Exception``."""
-        context = self.context.copy()
-        debug = logger.isEnabledFor(logging.DEBUG)
-        if debug:
-            logger.debug("background task %s started", self.name)
-            started = time.perf_counter()
-        try:
-            result = context.run(self.func, *self.args, **self.kwargs)
-            if inspect.iscoroutine(result):
-                # A sync wrapper around a coroutine function (a decorator that lost the
-                # async marker): the work is the coroutine, so run it.
-                _wait_for(result, context, self.name)
-        except Exception:
-            context.run(_log_failure, self)
-            return FAILED
-        except BaseException as exc:
-            if is_stop_request(exc):
-                return exc  # the process is being told to stop: the caller re-raises it
-            # The task's own KeyboardInterrupt, SystemExit, CancelledError of an awaited
-            # coroutine, gevent.Timeout...: a failure of this task (see _stopping).
-            context.run(_log_failure, self)
-            return FAILED
-        if debug:
-            _log_finished(self, started)
-        return None
-
-    def coroutine_logged(self, outcomes: list[Outcome]) -> _loop.Step:
-        """A step for the loop that runs this async task and appends its outcome."""
-        return (_logged(self, outcomes), self.context.copy(), self.name)
+    def release(self) -> None:
+        """Let go of the function, arguments and context (the task has ended for good)."""
+        self.name  # noqa: B018 (computed before the function goes: the handle keeps it)
+        self.func, self.args, self.kwargs = _released, (), {}
+        self.context = contextvars.Context()
 
 
-def _log_failure(task: BackgroundTask) -> None:
-    logger.error("background task %s failed", task.name, exc_info=True)
-
-
-def _log_finished(task: BackgroundTask, started: float) -> None:
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    logger.debug("background task %s finished in %.3f ms", task.name, elapsed_ms)
-
-
-async def _logged(task: BackgroundTask, outcomes: list[Outcome]) -> None:
-    debug = logger.isEnabledFor(logging.DEBUG)
-    if debug:
-        logger.debug("background task %s started", task.name)
-        started = time.perf_counter()
-    try:
-        await task.func(*task.args, **task.kwargs)  # type: ignore[misc]
-    except Exception:
-        _log_failure(task)
-        outcomes.append(FAILED)
-        return
-    except asyncio.CancelledError:
-        # Cut at the exit deadline, or cancelled by its own code: a failure either way.
-        logger.error("background task %s was cancelled", task.name)
-        outcomes.append(FAILED)
-        return
-    except BaseException:
-        # Signal handlers run in the main thread, never on the loop's: whatever else an
-        # async task raises (KeyboardInterrupt, SystemExit...) is a failure of that task.
-        _log_failure(task)
-        outcomes.append(FAILED)
-        return
-    if debug:
-        _log_finished(task, started)
-    outcomes.append(None)
-
-
-def _wait_for(coroutine: Any, context: contextvars.Context, name: str) -> None:
-    """Run one coroutine on the private loop, in ``context``; re-raise what it raised."""
-    raised: list[BaseException] = []
-
-    async def run() -> None:
-        try:
-            await coroutine
-        except BaseException as exc:
-            raised.append(exc)
-
-    step: list[_loop.Step] = [(run(), context, name)]
-    try:
-        _loop.run_chain(lambda: step.pop() if step else None)
-    finally:
-        if step:  # never handed to the loop (refused inside it): no "never awaited" warning
-            step[0][0].close()
-            coroutine.close()
-    if raised:
-        raise raised[0]
+def _released(*args: object, **kwargs: object) -> None:
+    """What a task that ended and let go of its function would call."""
+    msg = "this background task has ended and no longer holds its function or arguments"
+    raise RuntimeError(msg)

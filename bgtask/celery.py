@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 
     from celery import Celery
 
-    from ._collection import BackgroundTasks
-    from ._middleware import Backend
+    from ._backend import Backend
+    from ._events import Mode
+    from ._request import RequestTasks
 
 __all__ = ["TASK_NAME", "CeleryBackend", "RetryPolicy"]
 
@@ -71,6 +72,8 @@ class CeleryBackend(RemoteBackend):
     """
 
     __slots__ = ("app", "queue")
+
+    mode: Mode = "celery"
 
     def __init__(
         self,
@@ -106,7 +109,7 @@ class CeleryBackend(RemoteBackend):
             lambda data: dumps(data, serializer=serializer),  # type: ignore[no-untyped-call]
         )
 
-    def send(self, batch: BackgroundTasks) -> None:
+    def send(self, batch: RequestTasks) -> None:
         description = describe_batch(batch)
         self.app.send_task(
             TASK_NAME,
@@ -122,7 +125,7 @@ class CeleryBackend(RemoteBackend):
 def _run_collection(task: Any, payload: dict[str, Any]) -> None:
     """The Celery task: run one request's collection, retrying under its policy."""
     done = set(payload.get("done", ()))
-    not_done = _run_payload(payload, done)
+    not_done = _run_payload(payload, done, mode="celery")
     if not not_done:
         return
     failure = TasksFailed.naming(not_done)

@@ -24,34 +24,22 @@ are discarded with a warning.
 
 from __future__ import annotations
 
-import contextvars
-import functools
-import inspect
-import re
-import typing
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import flask
-from flask.globals import _cv_app, _cv_request
 
-from ._collection import BackgroundTasks
 from ._current import ENVIRON_KEY
-from ._middleware import Backend, BackgroundTaskMiddleware, discard_tasks
+from ._flask_scope import AppContextScope
+from ._flask_views import Injector
+from ._middleware import BackgroundTaskMiddleware
 from .werkzeug import BackgroundResponseMixin, attach_response_background
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
-
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
-
+    from ._backend import Backend
     from ._offload import OffloadPool
+    from ._request import RequestTasks
 
 __all__ = ["BackgroundResponse", "BgTask"]
-
-_ANNOTATED_TEXT: Final = re.compile(r"\s*(?:[\w.]+\.)?Annotated\[\s*([\w.]+)")
-
-#: Flask's own context variables: a task gets a fresh app context and no request.
-_FLASK_VARIABLES: Final[frozenset[contextvars.ContextVar[Any]]] = frozenset({_cv_app, _cv_request})
 
 
 class BgTask:
@@ -88,13 +76,16 @@ class BgTask:
             return
         # Built first: a bad offload or backend raises before anything is registered.
         middleware = BackgroundTaskMiddleware(
-            _WithAppContext(app, app.wsgi_app), offload=self.offload, backend=self.backend
+            app.wsgi_app,
+            offload=self.offload,
+            backend=self.backend,
+            task_scope=AppContextScope(app),
         )
         app.extensions["bgtask"] = self
         # Every response a view or an error handler returns passes here (send_file's too).
         app.after_request(_attach_background)
         app.wsgi_app = middleware  # type: ignore[method-assign]
-        app.ensure_sync = _Injector(app, app.ensure_sync)  # type: ignore[method-assign]
+        app.ensure_sync = Injector(app, app.ensure_sync)  # type: ignore[method-assign]
         _discard_when_the_view_raises(app)
 
 
@@ -113,129 +104,6 @@ def _attach_background(response: flask.Response) -> flask.Response:
     return response
 
 
-class _WithAppContext:
-    """Tells the request's collection to run inside a fresh app context of ``app``."""
-
-    __slots__ = ("around", "wsgi_app")
-
-    def __init__(self, app: flask.Flask, wsgi_app: WSGIApplication) -> None:
-        self.wsgi_app = wsgi_app
-        self.around = functools.partial(_FreshAppContext, app)
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        environ[ENVIRON_KEY].run_inside(self.around)
-        return self.wsgi_app(environ, start_response)
-
-
-class _FreshAppContext:
-    """A new app context of ``app``, pushed around a request's tasks."""
-
-    __slots__ = ("app", "context", "tasks")
-
-    def __init__(self, app: flask.Flask, tasks: BackgroundTasks) -> None:
-        self.app = app
-        self.tasks = tasks
-
-    def __enter__(self) -> None:
-        self.context = self.app.app_context()
-        self.context.push()
-        # Each task keeps the variables it captured (a request id) but not Flask's: it sees
-        # this app context, and has_request_context() is False.
-        self.tasks.rebase(contextvars.copy_context(), exclude=_FLASK_VARIABLES)
-
-    def __exit__(self, *exc_info: object) -> None:
-        # teardown_appcontext runs here, after the tasks (database sessions go back).
-        error = exc_info[1]
-        self.context.pop(error if isinstance(error, BaseException) else None)
-
-
-class _Injector:
-    """Wraps ``app.ensure_sync``, through which Flask calls every view, to inject tasks.
-
-    A view parameter annotated ``BackgroundTasks`` receives the request's collection.
-    Only the request's own view function is looked at (hooks, error handlers and
-    per-request closures such as ``after_this_request`` pass straight through), and its
-    parameters are looked up once per endpoint and method: the cache grows with the
-    routes, never with traffic.
-    """
-
-    __slots__ = ("app", "by_endpoint", "ensure_sync")
-
-    def __init__(
-        self, app: flask.Flask, ensure_sync: Callable[[Callable[..., Any]], Callable[..., Any]]
-    ) -> None:
-        self.app = app
-        self.ensure_sync = ensure_sync
-        #: (endpoint, method) -> (the view function, its parameters wanting the tasks).
-        self.by_endpoint: dict[tuple[str, str], tuple[Callable[..., Any], tuple[str, ...]]] = {}
-
-    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        runnable = self.ensure_sync(func)
-        if not flask.has_request_context():
-            return runnable
-        request = flask.request
-        endpoint = request.endpoint
-        if endpoint is None or self.app.view_functions.get(endpoint) is not func:
-            return runnable
-        key = (endpoint, request.method)
-        cached = self.by_endpoint.get(key)
-        if cached is None or cached[0] is not func:  # first call, or the view was replaced
-            cached = self.by_endpoint[key] = (
-                func,
-                _parameters_wanting_tasks(_handler(func, request.method)),
-            )
-        names = cached[1]
-        if not names:
-            return runnable
-        tasks = request.environ[ENVIRON_KEY]
-        return functools.partial(runnable, **dict.fromkeys(names, tasks))
-
-
-def _handler(view: Callable[..., Any], method: str) -> Callable[..., Any]:
-    """The function Flask will call for ``method``: a MethodView's method, or the view."""
-    view_class = getattr(view, "view_class", None)
-    if view_class is None:
-        return view
-    handler = getattr(view_class, method.lower(), None)
-    if handler is None and method == "HEAD":
-        handler = getattr(view_class, "get", None)
-    if handler is None:
-        handler = view_class.dispatch_request
-    return handler  # type: ignore[no-any-return]
-
-
-def _parameters_wanting_tasks(func: Callable[..., Any]) -> tuple[str, ...]:
-    try:
-        signature = inspect.signature(func, eval_str=True)
-    except (NameError, TypeError, SyntaxError):
-        # A forward reference that cannot be resolved: read the annotation's text.
-        try:
-            signature = inspect.signature(func)
-        except (TypeError, ValueError):
-            return ()
-    except ValueError:
-        return ()
-    return tuple(
-        name
-        for name, parameter in signature.parameters.items()
-        if _is_background_tasks(parameter.annotation)
-    )
-
-
-def _is_background_tasks(annotation: Any) -> bool:
-    if annotation is BackgroundTasks:
-        return True
-    if isinstance(annotation, str):
-        # Unresolvable (a sibling annotation imported under TYPE_CHECKING): read the text,
-        # seeing through Annotated[...] as the resolved path does.
-        match = _ANNOTATED_TEXT.match(annotation)
-        name = match.group(1) if match else annotation.strip()
-        return name.rsplit(".", 1)[-1] == "BackgroundTasks"
-    if typing.get_origin(annotation) is typing.Annotated:
-        return _is_background_tasks(typing.get_args(annotation)[0])
-    return False
-
-
 def _discard_when_the_view_raises(app: flask.Flask) -> None:
     """Drop the queued tasks when the view (or a before_request function) raises.
 
@@ -245,16 +113,16 @@ def _discard_when_the_view_raises(app: flask.Flask) -> None:
     handle_user_exception = app.handle_user_exception
 
     def discarding(error: Exception) -> Any:
-        tasks = flask.request.environ.get(ENVIRON_KEY)
+        tasks: RequestTasks | None = flask.request.environ.get(ENVIRON_KEY)
         if tasks is not None:
-            discard_tasks(tasks, f"the view raised {type(error).__name__}", seal=False)
+            tasks.discard(seal=False, reason=f"the view raised {type(error).__name__}")
         return handle_user_exception(error)
 
     app.handle_user_exception = discarding  # type: ignore[method-assign,assignment]
 
     def on_unhandled(sender: flask.Flask, exception: BaseException, **extra: Any) -> None:
-        tasks = flask.request.environ.get(ENVIRON_KEY)
+        tasks: RequestTasks | None = flask.request.environ.get(ENVIRON_KEY)
         if tasks is not None:
-            discard_tasks(tasks, f"the request raised {type(exception).__name__}", seal=False)
+            tasks.discard(seal=False, reason=f"the request raised {type(exception).__name__}")
 
     flask.got_request_exception.connect(on_unhandled, app, weak=False)

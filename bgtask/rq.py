@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
     from rq import Queue, Retry
 
-    from ._collection import BackgroundTasks
-    from ._middleware import Backend
+    from ._backend import Backend
+    from ._request import RequestTasks
 
 __all__ = ["RQBackend", "RetryPolicy", "run_job"]
 
@@ -94,7 +94,7 @@ class RQBackend(RemoteBackend):
         serializer = self.queue.serializer
         return _serializer_name(serializer), serializer.dumps
 
-    def send(self, batch: BackgroundTasks) -> None:
+    def send(self, batch: RequestTasks) -> None:
         self.queue.enqueue_call(
             JOB_FUNCTION,
             args=(encode(batch),),
@@ -134,7 +134,7 @@ def run_job(payload: dict[str, Any]) -> None:
                 exc_info=True,
             )
 
-    not_done = _run_payload(payload, done, record_progress)
+    not_done = _run_payload(payload, done, record_progress, mode="rq")
     if not_done:
         raise TasksFailed.naming(not_done)
 

@@ -10,12 +10,15 @@ import functools
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from ._recording import recorders
+from ._backend import override_backend
+from ._events import subscribe, unsubscribe
+from ._logging import CAPTURED
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from ._task import BackgroundTask
+    from ._events import TaskEvent
+    from ._request import RequestTasks
 
 __all__ = ["CapturedTasks", "QueuedTask", "capture_tasks", "closing_client"]
 
@@ -69,14 +72,24 @@ class CapturedTasks(list[QueuedTask]):
 
 
 class _Recorder:
-    __slots__ = ("run", "tasks")
+    """A listener of the task events: records what requests queue."""
 
-    def __init__(self, run: bool) -> None:
-        self.run = run
+    __slots__ = ("tasks",)
+
+    def __init__(self) -> None:
         self.tasks = CapturedTasks()
 
-    def record(self, task: BackgroundTask) -> None:
-        self.tasks.append(QueuedTask(task.func, task.args, dict(task.kwargs)))
+    def __call__(self, event: TaskEvent) -> None:
+        task = event.task
+        if event.kind == "queued" and event.environ is not None:
+            self.tasks.append(QueuedTask(task.func, task.args, dict(task.kwargs)))
+
+
+class _NotRunning:
+    """The backend of requests started under ``capture_tasks(run=False)``: runs nothing."""
+
+    def submit(self, tasks: RequestTasks, /) -> None:
+        tasks.discard(reason=CAPTURED)
 
 
 @contextmanager
@@ -90,9 +103,13 @@ def capture_tasks(*, run: bool = True) -> Iterator[CapturedTasks]:
     >>> queued.funcs
     []
     """
-    recorder = _Recorder(run)
-    recorders.append(recorder)
+    recorder = _Recorder()
+    subscribe(recorder)
+    if not run:
+        override_backend(_NotRunning())
     try:
         yield recorder.tasks
     finally:
-        recorders.remove(recorder)
+        unsubscribe(recorder)
+        if not run:
+            override_backend(None)

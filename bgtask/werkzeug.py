@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from werkzeug.wrappers import Response
 
-from ._collection import RESPONSE_STAGE, BackgroundTasks, check_item
-from ._current import ENVIRON_KEY
+from ._collection import BackgroundTasks, check_item
+from ._current import BACKGROUND_KEY, ENVIRON_KEY
+from ._request import RESPONSE_STAGE, RequestTasks
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -49,8 +50,6 @@ __all__ = [
 
 logger: Final = logging.getLogger("bgtask")
 
-#: The environ key naming the response whose ``background`` this request attached.
-ATTACHED_KEY: Final = "bgtask.response_background"
 _MARKER: Final = "__bgtask_response_background__"
 
 
@@ -84,9 +83,9 @@ def attach_response_background(response: object, environ: WSGIEnvironment) -> No
     Raises ``TypeError`` for a ``background`` that is not a task or a collection.
     """
     background = getattr(response, "background", None)
-    if background is None or environ.get(ATTACHED_KEY) is response:
+    if background is None or environ.get(BACKGROUND_KEY) is response:
         return
-    tasks = environ.get(ENVIRON_KEY)
+    tasks: RequestTasks | None = environ.get(ENVIRON_KEY)
     if tasks is None:
         logger.warning(
             "response.background is set but the app has no BackgroundTaskMiddleware: "
@@ -94,7 +93,7 @@ def attach_response_background(response: object, environ: WSGIEnvironment) -> No
         )
         return
     check_item(background)
-    environ[ATTACHED_KEY] = response
+    environ[BACKGROUND_KEY] = response
     # Bound to this request's context: one response object (and its task) may be reused.
     tasks.attach(background.in_context(contextvars.copy_context()), stage=RESPONSE_STAGE)
 
@@ -120,25 +119,3 @@ def enable_response_background() -> None:
     setattr(__call__, _MARKER, True)
     __call__.__doc__ = original.__doc__
     Response.__call__ = __call__  # type: ignore[method-assign]
-
-
-def unattached_background(app_iter: Any, environ: WSGIEnvironment) -> str | None:
-    """What to tell the user when ``app_iter`` came from a plain Werkzeug response whose
-    ``background`` nothing attached, else None (read-only: a WARNING, never a run).
-
-    A Werkzeug response returns a ``ClosingIterator`` whose close callbacks include the
-    response's own ``close``: that is how the response is found without patching it.
-    """
-    for callback in getattr(app_iter, "_callbacks", ()):
-        response = getattr(callback, "__self__", None)
-        if isinstance(response, Response) and getattr(response, "background", None) is not None:
-            if environ.get(ATTACHED_KEY) is response:
-                return None
-            return (
-                f"response.background is set on a {type(response).__qualname__} that bgtask "
-                "does not read, so its tasks will not run: return a "
-                "bgtask.werkzeug.BackgroundResponse (or add BackgroundResponseMixin to your "
-                "response class), or call bgtask.werkzeug.enable_response_background() once "
-                "at startup"
-            )
-    return None

@@ -226,12 +226,22 @@ def test_continue_on_error_runs_every_task(
     assert bgtask_records(bgtask_log, logging.WARNING) == []
 
 
-def test_run_reports_whether_every_task_succeeded() -> None:
-    """``run()`` returns False after a failure, True otherwise; calling returns None."""
+def test_each_tasks_handle_tells_how_it_ended() -> None:
+    """Calling returns None; each task says succeeded, failed or skipped, with its times."""
     order: list[str] = []
-    assert BackgroundTasks([step(order, "ok")]).run() is True
-    assert BackgroundTasks([step(order, "no", fails=True)], continue_on_error=True).run() is False
-    assert returned(BackgroundTasks([step(order, "no", fails=True)])) is None
+    tasks = BackgroundTasks()
+    ok = tasks.add_task(record, order, "ok")
+    failing = tasks.add_task(fail, order, "no")
+    after = tasks.add_task(record, order, "never")
+    assert returned(tasks) is None
+    assert (ok.state, failing.state, after.state) == ("succeeded", "failed", "skipped")
+    assert isinstance(failing.error, RuntimeError)
+    assert ok.error is None
+    assert ok.queued_at is not None
+    assert ok.started_at is not None
+    assert ok.ended_at is not None
+    assert ok.queued_at <= ok.started_at <= ok.ended_at
+    assert after.started_at is None
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from bgtask import (
     BackgroundTask,
     BackgroundTaskMiddleware,
     BackgroundTasks,
+    RequestTasks,
     background,
     get_background_tasks,
 )
@@ -164,18 +165,17 @@ def test_a_retry_policy_refuses_nonsense(arguments: dict[str, int], match: str) 
         RetryPolicy(**arguments)
 
 
-class Detaching:
+class Taking:
     """A backend that keeps what it was handed, as an engine's backend would send it."""
 
     def __init__(self) -> None:
-        self.batches: list[BackgroundTasks] = []
+        self.batches: list[RequestTasks] = []
 
-    def submit(self, tasks: BackgroundTasks) -> None:
-        if not tasks.seal_if_empty():
-            self.batches.append(tasks.detach())
+    def submit(self, tasks: RequestTasks) -> None:
+        self.batches.append(tasks.take())
 
 
-def test_detach_hands_over_every_task_in_run_order_and_seals_the_request(events: Path) -> None:
+def test_take_hands_over_every_task_in_run_order_and_seals_the_request(events: Path) -> None:
     """Queued, then the route's fixed tasks; adding to the request afterwards raises."""
     leftover: list[BackgroundTasks] = []
 
@@ -186,7 +186,7 @@ def test_detach_hands_over_every_task_in_run_order_and_seals_the_request(events:
         leftover.append(tasks)
         return list(text_app()(environ, start_response))
 
-    backend = Detaching()
+    backend = Taking()
     app = BackgroundTaskMiddleware(
         background(BackgroundTask(record, str(events), "route"))(view),
         backend=backend,

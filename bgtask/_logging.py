@@ -1,0 +1,70 @@
+"""The ``bgtask`` logger, as a listener of the task events.
+
+=============  =======  ==============================================================
+event          level    line
+=============  =======  ==============================================================
+started        DEBUG    background task NAME started
+succeeded      DEBUG    background task NAME finished in N ms
+failed         ERROR    background task NAME failed (with the traceback)
+skipped        WARNING  background task NAME skipped: an earlier task ... failed
+discarded      WARNING  background task NAME discarded: REASON (DEBUG under capture)
+cut            ERROR    background task NAME cut: REASON
+handed_off     DEBUG    background task NAME handed off to DESTINATION
+=============  =======  ==============================================================
+
+Lines name the function, never argument values. Each record carries ``task``, ``event``
+and ``mode`` (and ``duration`` in seconds once known) as attributes, for JSON formatters.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from ._events import Kind, TaskEvent
+
+__all__ = ["CAPTURED", "log_event"]
+
+logger: Final = logging.getLogger("bgtask")
+
+#: The reason of a discard that a test asked for (``capture_tasks(run=False)``): quiet.
+CAPTURED: Final = "capture_tasks(run=False) does not run tasks"
+
+_LEVELS: Final[dict[Kind, int]] = {
+    "queued": logging.NOTSET,  # not logged: every request would say it
+    "started": logging.DEBUG,
+    "succeeded": logging.DEBUG,
+    "failed": logging.ERROR,
+    "skipped": logging.WARNING,
+    "discarded": logging.WARNING,
+    "cut": logging.ERROR,
+    "handed_off": logging.DEBUG,
+}
+
+
+def log_event(event: TaskEvent) -> None:
+    """Log ``event`` on the ``bgtask`` logger, at its level (see the table above)."""
+    kind = event.kind
+    level = _LEVELS[kind]
+    if kind == "discarded" and event.reason == CAPTURED:
+        level = logging.DEBUG
+    if not level or not logger.isEnabledFor(level):
+        return
+    duration = event.duration
+    extra = {"task": event.name, "event": kind, "mode": event.mode, "duration": duration}
+    if kind == "failed":
+        error = event.error
+        exc_info = (type(error), error, error.__traceback__) if error is not None else None
+        logger.error("background task %s failed", event.name, exc_info=exc_info, extra=extra)
+    elif kind == "succeeded":
+        milliseconds = (duration or 0.0) * 1000
+        logger.debug(
+            "background task %s finished in %.3f ms", event.name, milliseconds, extra=extra
+        )
+    elif kind == "handed_off":
+        logger.debug("background task %s handed off to %s", event.name, event.reason, extra=extra)
+    elif event.reason is not None:
+        logger.log(level, "background task %s %s: %s", event.name, kind, event.reason, extra=extra)
+    else:
+        logger.log(level, "background task %s %s", event.name, kind, extra=extra)

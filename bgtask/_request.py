@@ -1,0 +1,186 @@
+"""The collection a request owns: built by the WSGI layer, run once after the response.
+
+Besides what every collection does, it is sealed once run, discarded or taken (a late
+``add_task`` from a thread that outlived the request raises instead of losing the task),
+keeps the tasks attached by integrations (the response's ``background``, a route's fixed
+tasks) in stages after the queued ones, checks each task for its backend as it is queued,
+and tells its own listeners (the middleware's) besides the process's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
+
+from . import _lifecycle
+from ._collection import BackgroundTasks, check_item, tasks_of
+from ._native import native
+from ._task import BackgroundTask
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+    from ._collection import Item
+    from ._events import Listener
+    from ._run import Scope
+
+__all__ = ["RESPONSE_STAGE", "ROUTE_STAGE", "Check", "RequestTasks"]
+
+#: Where attached tasks run, after everything the request queued: first the response's
+#: ``background``, then a route decorator's fixed tasks.
+RESPONSE_STAGE: Final = 1
+ROUTE_STAGE: Final = 2
+
+#: A backend's check of a queued task: raises TypeError for one it could not run.
+Check: TypeAlias = "Callable[[BackgroundTask], None]"
+
+
+class RequestTasks(BackgroundTasks):
+    """A request's :class:`BackgroundTasks`: ``environ["bgtask.tasks"]``.
+
+    ``check`` is called with every task queued or attached (``TypeError`` for one the
+    backend could not run), ``scope`` is the runner's hook around each task, ``listeners``
+    hear this request's events besides the process's.
+
+    >>> tasks = RequestTasks({"PATH_INFO": "/signup"})
+    >>> _ = tasks.add_task(print, "welcome")
+    >>> tasks.discard()
+    [<BackgroundTask builtins.print>]
+    """
+
+    __slots__ = ("_check", "_lock", "_sealed", "_tail", "environ", "listeners", "scope", "sent")
+
+    releases_tasks: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        environ: Mapping[str, Any],
+        *,
+        check: Check | None = None,
+        scope: Scope | None = None,
+        listeners: tuple[Listener, ...] = (),
+    ) -> None:
+        super().__init__()
+        self.environ = environ
+        self.scope = scope
+        self._check = check
+        #: Listeners of this request's events besides the process's (the middleware's).
+        self.listeners = listeners
+        # Native: pool and loop threads take it too (a task queueing on its own request).
+        self._lock: Any = native("_thread", "allocate_lock")()
+        self._sealed = False
+        self._tail: list[tuple[int, Item]] = []
+        #: When the response was sent (monotonic), for the wait before each task.
+        self.sent = 0.0
+
+    @property
+    def tasks(self) -> tuple[Item, ...]:
+        """The tasks in the order they run: queued, then the response's, then the route's."""
+        with self._lock:
+            return (*self._items, *self._staged())
+
+    def attach(self, item: Item, *, stage: int) -> None:
+        """Run ``item`` after everything queued, in ``stage`` order (integrations' hook)."""
+        check_item(item)
+        self._check_all(tasks_of((item,)))
+        with self._lock:
+            self._refuse_if_sealed()
+            self._tail.append((stage, item))
+        for task in tasks_of((item,)):
+            _lifecycle.queued(task, self)
+
+    def discard(self, *, seal: bool = True, reason: str = "discard() was called") -> list[Item]:
+        """Drop everything pending, announcing each task discarded; return what it was.
+
+        With ``seal=False`` the collection stays open: an error handler that runs after a
+        failed view may still queue tasks of its own.
+        """
+        with self._lock:
+            self._sealed = self._sealed or seal
+            items = [*self._items, *self._staged()]
+            self._items.clear()
+            self._tail.clear()
+        for task in tasks_of(items):
+            _lifecycle.discarded(task, self, reason)
+        return items
+
+    def take(self) -> RequestTasks:
+        """Seal this collection and move what it would run into a new one, in run order.
+
+        For a backend that sends the tasks elsewhere (RQ, Celery): the new collection keeps
+        the environ, the scope and the policy, so it can still run here if sending fails.
+        """
+        batch = RequestTasks(self.environ, scope=self.scope, listeners=self.listeners)
+        batch.continue_on_error = self.continue_on_error
+        with self._lock:
+            self._sealed = True
+            batch._items = [*self._items, *self._staged()]
+            self._items.clear()
+            self._tail.clear()
+        batch.sent = self.sent
+        return batch
+
+    def seal_if_empty(self) -> bool:
+        """Seal a collection with nothing to run; True if it was sealed (the common case:
+        the WSGI layer then skips the run entirely)."""
+        with self._lock:
+            if self._items or self._tail:
+                return False
+            self._sealed = True
+            return True
+
+    def is_empty(self) -> bool:
+        """Whether nothing is queued or attached."""
+        return not self._items and not self._tail
+
+    def run_for_request(self) -> None:
+        """Run the tasks here, in this thread, under the policy (a backend's last resort)."""
+        from ._inline import run_inline
+
+        run_inline(self)
+
+    # -- what the runner reads -----------------------------------------------------------
+
+    def _add(self, item: Item) -> None:
+        self._check_all(tasks_of((item,)))
+        with self._lock:
+            self._refuse_if_sealed()
+            self._refuse_past_limit(item)
+            self._items.append(item)
+        if isinstance(item, BackgroundTask):  # told outside the lock: a listener may queue
+            _lifecycle.queued(item, self)
+
+    def _item(self, index: int) -> Item | None:
+        # At the end of the queued tasks: move the staged ones in, or seal.
+        with self._lock:
+            items = self._items
+            if index >= len(items) and self._tail:
+                items.extend(self._staged())
+                self._tail.clear()
+            if index < len(items):
+                return items[index]
+            self._sealed = True
+            return None
+
+    def _items_from(self, index: int) -> list[Item]:
+        with self._lock:
+            return [*self._items[index:], *self._staged()]
+
+    def _check_all(self, tasks: Iterable[BackgroundTask]) -> None:
+        if self._check is not None:
+            for task in tasks:
+                self._check(task)
+
+    def _staged(self) -> list[Item]:
+        return [item for _, item in sorted(self._tail, key=_stage)]
+
+    def _refuse_if_sealed(self) -> None:
+        if self._sealed:
+            msg = (
+                "this request's background tasks have already run (or were discarded); "
+                "queue tasks before the response is closed"
+            )
+            raise RuntimeError(msg)
+
+
+def _stage(entry: tuple[int, Item]) -> int:
+    return entry[0]
