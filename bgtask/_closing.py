@@ -12,7 +12,6 @@ import collections.abc
 from typing import TYPE_CHECKING, Final
 
 from ._clock import now
-from ._inline import run_inline
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -102,7 +101,7 @@ class ClosingIterable:
             if self._body_failed:
                 tasks.discard(reason="the response body raised")
             elif self._backend is None:
-                run_inline(tasks)
+                tasks.run_for_request()
             else:
                 self._backend.submit(tasks)
 

@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING, Final
 from ._exit import register_drainer
 from ._pending import Pending
 from ._process import PerProcess
-from ._run import Run, run_here
+from ._run import run_here
 
 if TYPE_CHECKING:
-    from ._events import Mode
-    from ._request import RequestTasks
+    from ._policy import Run
 
 __all__ = ["run_inline"]
 
@@ -36,17 +35,14 @@ class _Runs:
 _runs: Final[PerProcess[_Runs]] = PerProcess(_Runs)
 
 
-def run_inline(tasks: RequestTasks, mode: Mode = "inline") -> None:
-    """Run a request's ``tasks`` in this thread, counted as pending work while they run.
+def run_inline(run: Run) -> None:
+    """Drive ``run`` in this thread, counted as pending work until it ends.
 
     Raises only what tells the process to stop.
     """
-    if tasks.seal_if_empty():
-        return
     runs = _runs.get()
     thread = threading.get_ident()
     outer = runs.running.get(thread)  # a run inside a run: an offload fallback, say
-    run = Run(tasks, mode, tasks.scope)
     runs.running[thread] = run
     runs.pending.add()
     try:

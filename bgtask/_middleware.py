@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from ._events import Listener
-    from ._run import Scope
+    from ._policy import Scope
 
 __all__ = ["BackgroundTaskMiddleware", "choose_backend"]
 

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Final
 from . import _lifecycle
 from ._collection import tasks_of
 from ._exit import exit_deadline
-from ._inline import run_inline
 from ._pool import ThreadPool
 from ._run import Run, run_here
 from ._wording import counted
@@ -75,7 +74,7 @@ class OffloadPool:
             _lifecycle.handed_off(task, tasks, "offload", "the offload pool", final=False)
         if not self._pool.submit(_Offloaded(tasks)):
             self._warn_full()
-            run_inline(tasks)
+            tasks.run_for_request()
 
     def wait_idle(self, timeout: float | None = None, /) -> bool:
         """Wait until no collection is queued or running; True when that happened in time."""

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Final
 from . import _lifecycle
 from ._collection import BackgroundTasks, names_of, tasks_of
 from ._importable import import_problem, reference, unwrap
-from ._inline import run_inline
 from ._job import PAYLOAD_VERSION
 
 if TYPE_CHECKING:
@@ -182,7 +181,7 @@ def run_here(
         ", ".join(names),
     )
     if fallback is None:
-        run_inline(batch, "fallback")
+        batch.run_for_request("fallback")
     else:
         fallback.submit(batch)
 

@@ -13,15 +13,17 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
 
 from . import _lifecycle
 from ._collection import BackgroundTasks, check_item, tasks_of
+from ._inline import run_inline
 from ._native import native
+from ._policy import Run
 from ._task import BackgroundTask
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
     from ._collection import Item
-    from ._events import Listener
-    from ._run import Scope
+    from ._events import Listener, Mode
+    from ._policy import Scope
 
 __all__ = ["RESPONSE_STAGE", "ROUTE_STAGE", "Check", "RequestTasks"]
 
@@ -132,11 +134,14 @@ class RequestTasks(BackgroundTasks):
         """Whether nothing is queued or attached."""
         return not self._items and not self._tail
 
-    def run_for_request(self) -> None:
-        """Run the tasks here, in this thread, under the policy (a backend's last resort)."""
-        from ._inline import run_inline
+    def run_for_request(self, mode: Mode = "inline") -> None:
+        """Run the tasks here, in this thread, under the policy, and seal the collection.
 
-        run_inline(self)
+        What ``close()`` does inline, and a backend's last resort. Never raises an
+        ``Exception``; only what tells the process to stop.
+        """
+        if not self.seal_if_empty():
+            run_inline(Run(self, mode, self.scope))
 
     # -- what the runner reads -----------------------------------------------------------
 
