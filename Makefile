@@ -14,14 +14,22 @@ $(STAMP): setup.cfg pyproject.toml
 
 test: lint typecheck pytest
 
+CODE := bgtask tests wsgi_demo bench noxfile.py
+
 lint: $(STAMP)
-	$(BIN)/ruff check bgtask tests wsgi_demo bench noxfile.py
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/ruff format --check $(CODE)
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict bgtask tests/typing_public_api.py
+	$(BIN)/mypy --strict bgtask tests bench wsgi_demo
 
+# The whole suite under coverage (subprocesses and forked workers included: see
+# [tool.coverage.run] in pyproject.toml), then the package's branch coverage, printed.
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest
+	$(BIN)/coverage combine --quiet
+	$(BIN)/coverage report
 
 demo: $(STAMP)
 	$(BIN)/gunicorn --config wsgi_demo/gunicorn.conf.py wsgi_demo.app:app

@@ -161,10 +161,12 @@ class Stack:
 
     def warm_every_worker(self, path: str, workers: int) -> None:
         """Warm until every worker has counted a request (its counters file exists)."""
-        wait_for(
-            lambda: self.warm(path) or len(read_counters(self.stats)) >= workers,
-            what=f"all {workers} workers to serve a request",
-        )
+
+        def every_worker_served() -> bool:
+            self.warm(path)
+            return len(read_counters(self.stats)) >= workers
+
+        wait_for(every_worker_served, what=f"all {workers} workers to serve a request")
 
     def wait_drained(self, timeout: float = 60.0) -> float:
         """Seconds until every queued task has finished (the backlog is zero)."""
@@ -296,11 +298,11 @@ def load(stack: Stack, path: str, *, connections: int, seconds: float, keep_aliv
         reverse=True,
     )
     return Run(
-        requests=report["requests"],
+        requests=int(report["requests"]),
         seconds=report["seconds"],
         p50=report["p50"],
         p99=report["p99"],
-        errors=report["errors"],
+        errors=int(report["errors"]),
         finished=after.finished - before.finished,
         backlog_mid=middle.backlog,
         backlog_end=after.backlog,
@@ -315,6 +317,7 @@ def _start_wrk(
 ) -> tuple[subprocess.Popen[str], Callable[[], dict[str, float]]]:
     script = Path(tempfile.gettempdir()) / "bgtask-bench-report.lua"
     script.write_text(_WRK_REPORT)
+    assert WRK is not None, "wrk is not installed"
     command = [
         WRK, "-t", "1", "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
         "--timeout", "10s", "-s", str(script),
@@ -517,9 +520,11 @@ def busiest_share(split: list[int]) -> float:
 
 def paired(runs: dict[str, list[Run]], label: str, bare: str, value: str) -> float:
     """Median over rounds of ``value`` of ``label`` divided by that of ``bare``, same round."""
-    return statistics.median(
-        getattr(mine, value) / getattr(theirs, value)
-        for mine, theirs in zip(runs[label], runs[bare], strict=True)
+    return float(
+        statistics.median(
+            getattr(mine, value) / getattr(theirs, value)
+            for mine, theirs in zip(runs[label], runs[bare], strict=True)
+        )
     )
 
 

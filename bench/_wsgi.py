@@ -18,7 +18,7 @@ HEADERS = [("Content-Type", "text/plain"), ("Content-Length", "2")]
 
 def environ_template(path: str = "/") -> WSGIEnvironment:
     """A GET request's environ, with a ``wsgi.file_wrapper`` as gunicorn and wsgiref set."""
-    environ = EnvironBuilder(path=path, headers={"User-Agent": "bench"}).get_environ()
+    environ = EnvironBuilder(path=path, headers=[("User-Agent", "bench")]).get_environ()
     environ["wsgi.file_wrapper"] = FileWrapper
     return environ
 

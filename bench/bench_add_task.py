@@ -20,7 +20,7 @@ from starlette.background import BackgroundTasks as StarletteTasks
 
 from bench._common import header, interleave, median, paired_ratio, print_table, scaled, us
 from bench._common import verdict as _verdict
-from bgtask import BackgroundTasks
+from bgtask import BackgroundTasks, RequestTasks
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,12 +46,18 @@ CALLABLES: dict[str, Callable[..., Any]] = {
 }
 
 
+#: Tasks per collection (a collection takes at most BackgroundTasks.max_tasks).
+PER_COLLECTION = 1_000
+
+
 def adding(make: Callable[[], Any], func: Callable[..., Any]) -> Callable[[int], float]:
     def run(n: int) -> float:
-        add = make().add_task
+        collections = [make() for _ in range(0, n, PER_COLLECTION)]
         started = time.perf_counter()
-        for _ in range(n):
-            add(func, "user@example.com", subject="Welcome")
+        for collection in collections:
+            add = collection.add_task
+            for _ in range(PER_COLLECTION):
+                add(func, "user@example.com", subject="Welcome")
         return time.perf_counter() - started
 
     return run
@@ -66,7 +72,7 @@ def main() -> None:
             {
                 "Starlette": adding(StarletteTasks, func),
                 "bgtask": adding(BackgroundTasks, func),
-                "bgtask, request's collection": adding(BackgroundTasks.for_request, func),
+                "bgtask, request's collection": adding(lambda: RequestTasks({}), func),
             },
             ops=ops,
             rounds=rounds,

@@ -3,9 +3,9 @@
 100,000 in-process WSGI requests through ``BackgroundTaskMiddleware``, each queuing one task
 (in turn: a sync function, an async function, a closure made in the request, a bound
 method), with ``drain()`` every 1,000 requests. After a warm-up, tracemalloc's traced memory
-must grow by less than 1 MiB, and the loop's bookkeeping (``_runner.in_flight``,
-``_runner.idle_waiters``) and the argument checker's cache (``_arguments._shapes``) must not
-grow. The same again with ``offload=True``, whose pool keeps its own bookkeeping.
+must grow by less than 1 MiB (the loop's and the pool's bookkeeping, the signature cache,
+the event listeners: anything kept per request would show). The same again with
+``offload=True``.
 
 Run with ``python -m bench.bench_memory`` (``BGTASK_BENCH_QUICK=1``: 20,000 requests).
 """
@@ -20,7 +20,7 @@ import bgtask
 from bench._common import header, print_table, scaled, stopwatch
 from bench._common import verdict as _verdict
 from bench._wsgi import HEADERS, environ_template, serve_once
-from bgtask import BackgroundTaskMiddleware, OffloadPool, _arguments, _loop, get_background_tasks
+from bgtask import BackgroundTaskMiddleware, OffloadPool, get_background_tasks
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -68,20 +68,6 @@ def queuing_app(environ: WSGIEnvironment, start_response: Any) -> Iterable[bytes
     return [b"ok"]
 
 
-def bookkeeping(pool: OffloadPool | None) -> dict[str, int]:
-    runner = _loop._runner
-    sizes = {
-        "loop in_flight": len(runner.in_flight) if runner else 0,
-        "loop idle_waiters": len(runner.idle_waiters) if runner else 0,
-        "_arguments._shapes": len(_arguments._shapes),
-    }
-    state = pool._state if pool is not None else None
-    if state is not None:
-        sizes["pool busy + pending"] = len(state.busy) + len(state.pending)
-        sizes["pool idle_waiters"] = len(state.idle_waiters)
-    return sizes
-
-
 def serve(app: WSGIApplication, start: int, count: int) -> None:
     environ = environ_template()
     for number in range(start, start + count):
@@ -92,29 +78,24 @@ def serve(app: WSGIApplication, start: int, count: int) -> None:
     assert bgtask.drain(timeout=30)
 
 
-def measure(name: str, app: WSGIApplication, pool: OffloadPool | None, requests: int) -> list[Any]:
+def measure(name: str, app: WSGIApplication, requests: int) -> list[Any]:
     RUNS[0] = 0
     serve(app, 0, WARMUP)
     gc.collect()
-    before_sizes = bookkeeping(pool)
     before, _ = tracemalloc.get_traced_memory()
     elapsed = stopwatch()
     serve(app, WARMUP, requests)
     seconds = elapsed()
     gc.collect()
     after, peak = tracemalloc.get_traced_memory()
-    after_sizes = bookkeeping(pool)
     assert RUNS[0] == WARMUP + requests, (RUNS[0], WARMUP + requests)
     growth = after - before
-    flat = after_sizes == before_sizes
-    sizes = ", ".join(f"{key} {before_sizes[key]} -> {value}" for key, value in after_sizes.items())
     return [
         name,
         f"{requests:,}",
         f"{growth / 1024:+.1f} KiB",
         f"{(peak - before) / 1024:.0f} KiB",
-        sizes,
-        _verdict(growth < LIMIT and flat),
+        _verdict(growth < LIMIT),
         f"{seconds:.1f} s",
     ]
 
@@ -126,14 +107,12 @@ def main() -> None:
     pool = OffloadPool(threads=4)
     offloading = BackgroundTaskMiddleware(queuing_app, offload=pool)
     rows = [
-        measure("inline", BackgroundTaskMiddleware(queuing_app), None, requests),
-        measure("offload (4 threads)", offloading, pool, requests),
+        measure("inline", BackgroundTaskMiddleware(queuing_app), requests),
+        measure("offload (4 threads)", offloading, requests),
     ]
     tracemalloc.stop()
-    print_table(
-        ["mode", "requests", "growth", "peak over start", "bookkeeping", "target", "time"], rows
-    )
-    print("\nTarget: growth < 1 MiB, bookkeeping flat. Every task ran (counted).")
+    print_table(["mode", "requests", "growth", "peak over start", "target", "time"], rows)
+    print("\nTarget: growth < 1 MiB. Every task ran (counted).")
 
 
 if __name__ == "__main__":

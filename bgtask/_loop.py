@@ -20,7 +20,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ._exit import register_drainer
-from ._native import native
+from ._native import native, start_thread
 from ._pending import Pending
 from ._process import PerProcess
 from ._spawned import track_spawned_tasks
@@ -55,7 +55,7 @@ class _Runner:
         self.pending = Pending()
         #: Why the loop is cancelling everything (a deadline passed), or None.
         self.cutting: str | None = None
-        native("_thread", "start_new_thread")(self._serve, (ready,))
+        start_thread(self._serve, ready)
         ready.acquire()
 
     def _serve(self, ready: Any) -> None:

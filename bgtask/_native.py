@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
+import threading
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["native"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["native", "start_thread"]
 
 
 def native(module: str, name: str) -> Any:
@@ -24,3 +28,29 @@ def native(module: str, name: str) -> Any:
     if monkey is not None:
         return monkey.get_original(module, name)
     return getattr(importlib.import_module(module), name)
+
+
+def start_thread(function: Callable[..., object], *args: object) -> None:
+    """Run ``function(*args)`` in a new native thread.
+
+    Traced and profiled like a ``threading.Thread`` would be (``threading.settrace`` and
+    ``setprofile``: coverage and profilers see the loop's and the pool's code). Raises
+    ``RuntimeError`` once the interpreter no longer starts threads (it is finalizing).
+
+    >>> done = native("_thread", "allocate_lock")()
+    >>> done.acquire()
+    True
+    >>> start_thread(done.release)
+    >>> done.acquire(timeout=10)
+    True
+    """
+    trace, profile = threading.gettrace(), threading.getprofile()
+
+    def bootstrap() -> None:
+        if trace is not None:
+            sys.settrace(trace)
+        if profile is not None:
+            sys.setprofile(profile)
+        function(*args)
+
+    native("_thread", "start_new_thread")(bootstrap, ())

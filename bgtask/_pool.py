@@ -17,7 +17,7 @@ from collections import deque
 from typing import Any, Final, Protocol
 
 from ._exit import exit_deadline, register_drainer
-from ._native import native
+from ._native import native, start_thread
 from ._pending import Pending
 from ._process import PerProcess
 
@@ -100,7 +100,7 @@ class ThreadPool:
             else:
                 return False
         try:
-            native("_thread", "start_new_thread")(self._serve, (state, _Worker(work)))
+            start_thread(self._serve, state, _Worker(work))
         except RuntimeError:
             # No new threads once the interpreter is finalizing (3.12+): the caller runs it.
             with state.lock:

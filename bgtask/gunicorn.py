@@ -22,7 +22,7 @@ import time
 from typing import Any, Final
 
 from ._exit import cut_all, set_exit_heartbeat
-from ._native import native
+from ._native import native, start_thread
 
 __all__ = ["keep_heartbeat_while_draining", "name_what_graceful_timeout_cuts", "post_worker_init"]
 
@@ -71,7 +71,7 @@ def name_what_graceful_timeout_cuts(worker: Any) -> None:
     def on_sigterm(signum: int, frame: Any) -> None:
         if not armed:
             armed.append(True)
-            native("_thread", "start_new_thread")(_cut_before_kill, (graceful,))
+            start_thread(_cut_before_kill, graceful)
         if callable(previous):
             previous(signum, frame)
 

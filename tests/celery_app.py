@@ -28,7 +28,7 @@ backend = CeleryBackend(app, queue=QUEUE)
 retrying = CeleryBackend(app, queue=QUEUE, retry=RetryPolicy(max=2, backoff=0.5))
 
 
-@task_failure.connect
+@task_failure.connect  # type: ignore[untyped-decorator]  # celery ships no types
 def _record_job_failure(sender: Any = None, args: Any = None, **extra: Any) -> None:
     tasks = [task for task in args[0]["tasks"] if "func" in task]
     if tasks:

@@ -216,7 +216,7 @@ def celery_deployment(tmp: pytest.TempPathFactory) -> Iterator[Deployment]:
         return {tag for e in read_events(events) if e["event"] == "job_failed" for tag in e["tags"]}
 
     def queue_idle() -> bool:
-        with Connection(BROKER_URL, connect_timeout=5) as connection:
+        with Connection(BROKER_URL, connect_timeout=5) as connection:  # type: ignore[no-untyped-call]
             declared = connection.default_channel.queue_declare(name, passive=True)
         return int(declared.message_count) == 0
 
@@ -237,7 +237,7 @@ def celery_deployment(tmp: pytest.TempPathFactory) -> Iterator[Deployment]:
                 retry_gap=0.5,
             )
     finally:
-        with Connection(BROKER_URL, connect_timeout=5) as connection:
+        with Connection(BROKER_URL, connect_timeout=5) as connection:  # type: ignore[no-untyped-call]
             channel = connection.default_channel
             channel.queue_delete(name)
             channel.exchange_delete(name)

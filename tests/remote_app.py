@@ -23,6 +23,7 @@ from bgtask.flask import BgTask
 from .remote_tasks import KINDS, record_event
 
 if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
     from flask.typing import ResponseReturnValue
 
     from bgtask import Backend
@@ -88,5 +89,7 @@ def build() -> DispatcherMiddleware:
     """The app gunicorn serves (``tests.remote_app:build()``), for ``$BGTASK_TEST_ENGINE``."""
     engine = os.environ["BGTASK_TEST_ENGINE"]
     backends = _rq_backends() if engine == "rq" else _celery_backends()
-    apps = {f"/{name}": create_app(name, backend) for name, backend in backends.items()}
+    apps: dict[str, WSGIApplication] = {
+        f"/{name}": create_app(name, backend) for name, backend in backends.items()
+    }
     return DispatcherMiddleware(Flask("root"), apps)

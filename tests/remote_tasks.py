@@ -12,7 +12,10 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def record_event(events: str, event: str, **fields: Any) -> None:
@@ -60,4 +63,9 @@ def flaky(events: str, tag: str, failures: int) -> None:
     record_event(events, "task", tag=tag, kind="flaky")
 
 
-KINDS = {"record": record, "async": record_async, "fail": fail, "flaky": flaky}
+KINDS: dict[str, Callable[..., object]] = {
+    "record": record,
+    "async": record_async,
+    "fail": fail,
+    "flaky": flaky,
+}

@@ -73,8 +73,6 @@ def raising_task(tag: str, error: str) -> None:
     )()
 
 
-_TASKS = {"sync": sync_task, "async": async_task, "failing": failing_task}
-
 if os.environ.get("BGTASK_TEST_COUNT_SENDFILE"):
     # Count the worker's sendfile calls: proof that a file response kept the fast path.
     _sendfile = os.sendfile
@@ -102,15 +100,19 @@ def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iter
             tasks.add_task(failing_task, tag)
         elif kind == "raising":
             tasks.add_task(raising_task, tag, query["error"])
+        elif kind == "async":
+            tasks.add_task(async_task, tag, seconds)
         else:
-            tasks.add_task(_TASKS[kind], tag, seconds)
+            tasks.add_task(sync_task, tag, seconds)
     shape = environ["PATH_INFO"].strip("/")
     if shape == "stream":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return _stream(int(query.get("chunks", "3")))
     if shape == "file":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
-        return environ["wsgi.file_wrapper"](open(query["path"], "rb"))
+        file_wrapper = environ["wsgi.file_wrapper"]
+        response: Iterable[bytes] = file_wrapper(open(query["path"], "rb"))  # noqa: SIM115
+        return response
     body = f"ok {tag}".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]

@@ -50,7 +50,8 @@ def test_demo_timeline_shows_each_response_before_its_tasks(tmp_path: Path) -> N
             assert _request(server.url + path, "POST" if "signup" in path else "GET")[0] == 200
 
         def all_finished() -> bool:
-            return sum(e["event"] == "task finished" for e in _events(events)) >= 5
+            finished: int = sum(e["event"] == "task finished" for e in _events(events))
+            return finished >= 5
 
         wait_for(all_finished, what="the five demo tasks to finish")
         by_request: dict[str, list[str]] = {}

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
     from werkzeug.exceptions import HTTPException
 
+
 def send_welcome_email(events: list[str], email: str) -> None:
     events.append(f"welcome {email}")
 
@@ -721,8 +722,7 @@ def test_a_raising_view_discards_its_tasks_with_a_warning(
     assert client.get("/crash").status_code == 500
     assert events == []
     assert warnings_of(bgtask_log) == [
-        "background task tests.test_flask.send_welcome_email discarded: the view raised "
-        "ValueError",
+        "background task tests.test_flask.send_welcome_email discarded: the view raised ValueError",
         "background task tests.recording.record discarded: the view raised ValueError",
     ]
 
@@ -930,4 +930,3 @@ def test_per_request_closures_are_not_kept_after_100000_requests() -> None:
         assert client.get("/").status_code == 200
     gc.collect()
     assert len(alive) == 0, f"{len(alive)} per-request closures are still referenced"
-

@@ -72,11 +72,7 @@ def test_every_module_has_a_layer() -> None:
 @pytest.mark.parametrize("module", sorted(LAYERS))
 def test_a_module_imports_only_its_layer_and_the_ones_below(module: str) -> None:
     """The task model imports no runner, the runners no WSGI, the WSGI layer no framework."""
-    upward = {
-        imported
-        for imported in bgtask_imports(module)
-        if LAYERS[imported] > LAYERS[module]
-    }
+    upward = {imported for imported in bgtask_imports(module) if LAYERS[imported] > LAYERS[module]}
     assert upward == set(), f"{module} (layer {LAYERS[module]}) imports upward: {upward}"
 
 

@@ -244,8 +244,7 @@ def test_exit_deadline_cancels_a_slow_task_and_logs_its_name(tmp_path: Path) -> 
     elapsed = time.monotonic() - began
     assert result.returncode == 0, result.stderr
     assert (
-        "ERROR bgtask exit deadline passed, "
-        "cancelling 1 async task: __main__.sleep_a_minute"
+        "ERROR bgtask exit deadline passed, cancelling 1 async task: __main__.sleep_a_minute"
     ) in result.stderr.splitlines()
     assert not finished.exists()
     assert cancelled.read_text() == "cancelled"
@@ -473,7 +472,11 @@ def test_gevent_greenlets_and_pool_threads_share_request_collections_safely() ->
     """
     report = json_report(run_python(script))
     assert report == {
-        "served": 300, "errors": [], "drained": True, "ran": 300 * 40, "distinct": 300 * 40
+        "served": 300,
+        "errors": [],
+        "drained": True,
+        "ran": 300 * 40,
+        "distinct": 300 * 40,
     }
 
 

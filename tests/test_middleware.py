@@ -253,9 +253,10 @@ def test_app_raising_discards_tasks_with_a_warning_each(
     assert raised.value is error
     assert events == []
     warnings = [r.getMessage() for r in bgtask_log.records if r.levelno == logging.WARNING]
-    assert warnings == [
-        "background task list.append discarded: the application raised LookupError"
-    ] * 2
+    assert (
+        warnings
+        == ["background task list.append discarded: the application raised LookupError"] * 2
+    )
     assert "secret-token" not in bgtask_log.text
 
 
@@ -550,4 +551,3 @@ def test_a_task_queueing_itself_forever_stops_at_the_collections_limit(
     assert "again" in failure.getMessage()
     assert failure.exc_info is not None
     assert "already took 10000 tasks" in str(failure.exc_info[1])
-

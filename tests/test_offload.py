@@ -27,6 +27,7 @@ from bgtask import (
     BackgroundTaskMiddleware,
     BackgroundTasks,
     OffloadPool,
+    RequestTasks,
     background,
     drain,
     get_background_tasks,
@@ -60,12 +61,12 @@ def app_queuing(environ: WSGIEnvironment, start_response: StartResponse) -> list
     return [b"ok"]
 
 
-def call(app: BackgroundTaskMiddleware, queue: Callable[[BackgroundTasks], None]) -> Call:
+def call(app: BackgroundTaskMiddleware, queue: Callable[[BackgroundTasks], object]) -> Call:
     """A request through ``app`` whose view runs ``queue(tasks)``; not yet iterated or closed."""
     return Call(app, **{QUEUE: queue})
 
 
-def request(app: BackgroundTaskMiddleware, queue: Callable[[BackgroundTasks], None]) -> bytes:
+def request(app: BackgroundTaskMiddleware, queue: Callable[[BackgroundTasks], object]) -> bytes:
     """A whole request (iterated, then closed, as a server does)."""
     return call(app, queue).serve()
 
@@ -548,7 +549,7 @@ def test_capture_tasks_without_run_suppresses_offloaded_tasks() -> None:
 
 
 class InlineBackend:
-    def submit(self, tasks: BackgroundTasks, /) -> None:
+    def submit(self, tasks: RequestTasks, /) -> None:
         tasks.run_for_request()
 
 

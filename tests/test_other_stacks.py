@@ -94,9 +94,7 @@ def assert_discarded_with_one_warning(bgtask_log: pytest.LogCaptureFixture) -> N
     first, second = [r.getMessage() for r in bgtask_log.records if r.levelno == logging.WARNING]
     assert "send_welcome" in first
     assert "log_signup" in second
-    assert all(
-        " discarded: the application raised " in warning for warning in (first, second)
-    )
+    assert all(" discarded: the application raised " in warning for warning in (first, second))
 
 
 # Django: request.META is the WSGI environ.
@@ -251,14 +249,14 @@ def make_bottle_app(*, catchall: bool = True) -> WSGIApplication:
     app = bottle.Bottle()
     app.config["catchall"] = catchall  # Bottle(catchall=False) is deprecated since 0.13
 
-    @app.get("/signup")
+    @app.get("/signup")  # type: ignore[untyped-decorator]  # bottle ships no types
     def signup() -> dict[str, str]:
         email = bottle.request.query["email"]
         queue_signup(get_background_tasks(bottle.request.environ), "environ", email)
         queue_signup(get_background_tasks(), "contextvar", email)
         return {"status": "Signup successful"}
 
-    @app.get("/boom")
+    @app.get("/boom")  # type: ignore[untyped-decorator]  # bottle ships no types
     def boom() -> str:
         queue_signup(get_background_tasks(bottle.request.environ), "environ", EMAIL)
         raise ValueError("view failed")
@@ -311,7 +309,7 @@ class FalconSignup:
 
 class FalconBoom:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        queue_signup(get_background_tasks(req.env), "environ", req.get_param("email"))
+        queue_signup(get_background_tasks(req.env), "environ", req.get_param("email") or "")
         raise ValueError("view failed")
 
 

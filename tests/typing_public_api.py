@@ -74,8 +74,9 @@ def check_collection() -> None:
     inner = BackgroundTasks([BackgroundTask(send_email, "a@example.com")], continue_on_error=True)
     outer = BackgroundTasks([inner, BackgroundTask(send_email_async, "b@example.com")])
     outer()
-    succeeded: bool = outer.run()
+    handle: BackgroundTask = outer.add_task(send_email, "c@example.com")
+    state: str = handle.state
     BackgroundTasks([send_email])  # type: ignore[list-item]
     BackgroundTasks([], True)  # type: ignore[call-arg]
     BackgroundTask(42)  # type: ignore[arg-type]
-    print(succeeded)
+    print(state)
