@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,3 +80,41 @@ def test_every_testing_name_has_a_docstring_with_an_example(name: str) -> None:
 def test_package_ships_py_typed() -> None:
     """The PEP 561 marker is in the package directory, so type checkers use the annotations."""
     assert (Path(bgtask.__file__).parent / "py.typed").is_file()
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_api_names() -> list[str]:
+    """The names in the first column of the README's API table, in order."""
+    text = README.read_text()
+    table = text[text.index("### The API") :]
+    table = table[: table.index("\n\n", table.index("| name |"))]
+    names: list[str] = []
+    for row in table.splitlines()[3:]:
+        first_cell = row.split(" | ")[0]
+        names += [cell.split("(")[0] for cell in first_cell.split("`")[1::2]]
+    return names
+
+
+def test_all_is_the_readme_api_tables_top_level_names() -> None:
+    """Every name the table gives at the top level is in ``bgtask.__all__``, and only those."""
+    top_level = {name for name in readme_api_names() if "." not in name}
+    assert top_level == set(bgtask.__all__)
+
+
+@pytest.mark.parametrize(
+    "name", [name for name in readme_api_names() if name.startswith("bgtask.")]
+)
+def test_every_submodule_name_in_the_readme_api_table_imports_from_there(name: str) -> None:
+    """``bgtask.flask.BgTask`` is importable as ``from bgtask.flask import BgTask``."""
+    module_name, _, attribute = name.rpartition(".")
+    module = importlib.import_module(module_name)
+    assert hasattr(module, attribute), f"{name} is in the README's API table but not there"
+    assert attribute in getattr(module, "__all__", ()), f"{name} is not in its __all__"
+
+
+@pytest.mark.parametrize("name", bgtask.__all__)
+def test_public_names_print_with_the_public_path(name: str) -> None:
+    """``bgtask.BackgroundTasks``, not ``bgtask._collection.BackgroundTasks``."""
+    assert getattr(bgtask, name).__module__ == "bgtask"
