@@ -35,7 +35,10 @@ from ._middleware import BackgroundTaskMiddleware
 from .werkzeug import BackgroundResponseMixin, attach_response_background
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from ._backend import Backend
+    from ._events import Listener
     from ._offload import OffloadPool
     from ._request import RequestTasks
 
@@ -48,9 +51,10 @@ class BgTask:
     Installs :class:`~bgtask.BackgroundTaskMiddleware` on ``app.wsgi_app`` (so even
     ``send_file`` responses run their tasks), injects the request's
     :class:`~bgtask.BackgroundTasks` into view parameters annotated with it, runs a
-    response's ``background``, and pushes a fresh app context around the tasks.
-    ``offload`` and ``backend`` are passed to the middleware: with ``offload=True`` the
-    tasks run on a pool of task threads, still inside a fresh app context.
+    response's ``background``, and runs each task in a fresh app context.
+    ``offload``, ``backend`` and ``listeners`` are passed to the middleware: with
+    ``offload=True`` the tasks run on a pool of task threads, still each inside a fresh app
+    context; ``listeners`` are told of this app's task events.
 
     >>> app = flask.Flask("example")
     >>> BgTask(app).app is app
@@ -63,10 +67,12 @@ class BgTask:
         *,
         offload: bool | OffloadPool = False,
         backend: Backend | None = None,
+        listeners: Iterable[Listener] = (),
     ) -> None:
         self.app = app
         self.offload = offload
         self.backend = backend
+        self.listeners = tuple(listeners)
         if app is not None:
             self.init_app(app)
 
@@ -80,6 +86,7 @@ class BgTask:
             offload=self.offload,
             backend=self.backend,
             task_scope=AppContextScope(app),
+            listeners=self.listeners,
         )
         app.extensions["bgtask"] = self
         # Every response a view or an error handler returns passes here (send_file's too).

@@ -1,24 +1,25 @@
 """The bgtask demo: the seeds' endpoints in Flask, with a timeline of what ran when.
 
-Every request records timestamped events (request received, task queued, response sent,
-task started, task finished, task failed or skipped) to a shared log; ``GET /`` draws the
-recent requests as a timeline, so you can see each response leave before its tasks ran.
-Served by ``make demo`` (gunicorn, gthread workers, http://127.0.0.1:8000).
+The timeline listens to bgtask's task events (queued, started, finished, failed, skipped,
+...) through ``BgTask(app, listeners=[...])``, and the demo's own middleware adds when each
+request arrived and when its response was sent; ``GET /`` draws the recent requests, so you
+can see each response leave before its tasks ran. Served by ``make demo`` (gunicorn,
+gthread workers, http://127.0.0.1:8000).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
+import json
 import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Flask, Response, jsonify, make_response, render_template, request
+from flask import Blueprint, Flask, Response, jsonify, render_template, request
 
 from bgtask import BackgroundTask, BackgroundTasks, background, get_background_tasks
-from bgtask.flask import BgTask
+from bgtask.flask import BackgroundResponse, BgTask
 
 from .events import as_dict, recent_requests, record, request_id
 
@@ -27,51 +28,38 @@ if TYPE_CHECKING:
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
+    from bgtask._events import TaskEvent
+
 #: How long the demo's slow tasks take, so the gap after the response is visible.
 TASK_SECONDS = float(os.environ.get("BGTASK_DEMO_TASK_SECONDS", "0.5"))
 
 _request_numbers = itertools.count(1)
 
 
-def _queued(func: Any, *args: Any, **kwargs: Any) -> None:
-    """Queue a task on the request's collection and record that it was queued."""
-    get_background_tasks().add_task(func, *args, **kwargs)
-    record("task queued", func.__name__)
-
-
-# -- the tasks: each records when it starts and finishes -----------------------------------
+# -- the tasks (the timeline hears when each starts and ends) -----------------------------
 
 
 def write_notification(email: str, message: str = "") -> None:
     """FastAPI's example task (sync): pretend to send a notification."""
-    record("task started", "write_notification")
     time.sleep(TASK_SECONDS)  # the task's own slow work (SMTP, an API call)
-    record("task finished", f"write_notification: notification for {len(email)}-char address")
 
 
 async def notify_user(email: str) -> None:
     """Esmerald's example task (async)."""
-    record("task started", "notify_user")
     await asyncio.sleep(TASK_SECONDS)
-    record("task finished", "notify_user")
 
 
 async def send_welcome_email(email: str) -> None:
     """Ellar's example task (async)."""
-    record("task started", "send_welcome_email")
     await asyncio.sleep(TASK_SECONDS)
-    record("task finished", "send_welcome_email")
 
 
 def write_log_sync() -> None:
     """Esmerald's sync example task."""
-    record("task started", "write_log_sync")
-    record("task finished", "write_log_sync")
 
 
 def flaky_task() -> None:
     """A task that fails: the ones after it in its request are skipped."""
-    record("task started", "flaky_task")
     raise RuntimeError("the SMTP server said no")
 
 
@@ -89,11 +77,9 @@ class EmailTasks:
         self.email_service = email_service
 
     async def send_welcome_email(self, user_email: str) -> None:
-        record("task started", "EmailTasks.send_welcome_email")
         await self.email_service.send_email(
             to_email=user_email, subject="Welcome!", body="Welcome to our service"
         )
-        record("task finished", "EmailTasks.send_welcome_email")
 
 
 def get_email_tasks() -> EmailTasks:
@@ -139,23 +125,36 @@ class _Closing:
                 request_id.reset(token)
 
 
-class _RecordFailures(logging.Handler):
-    """Turns bgtask's failure and skip log lines into timeline events."""
+#: What the timeline calls each task event.
+_EVENT_LABELS = {
+    "queued": "task queued",
+    "started": "task started",
+    "succeeded": "task finished",
+    "failed": "task failed",
+    "skipped": "task skipped",
+    "discarded": "task discarded",
+    "cut": "task cut",
+}
 
-    def emit(self, log_record: logging.LogRecord) -> None:
-        message = log_record.getMessage()
-        if " skipped:" in message:
-            record("task skipped", message)
-        elif message.endswith(" failed"):
-            record("task failed", message)
+
+def on_task_event(event: TaskEvent) -> None:
+    """The timeline's listener of bgtask's task events."""
+    label = _EVENT_LABELS.get(event.kind)
+    environ = event.environ
+    if label is None or environ is None or "bgtask_demo.request_id" not in environ:
+        return
+    token = request_id.set(environ["bgtask_demo.request_id"])
+    try:
+        record(label, event.name)
+    finally:
+        request_id.reset(token)
 
 
 def create_app() -> Flask:
     """Build the demo app."""
     app = Flask(__name__)
     app.wsgi_app = _RecordResponseSent(app.wsgi_app)  # type: ignore[method-assign]
-    BgTask(app)
-    logging.getLogger("bgtask").addHandler(_RecordFailures(level=logging.WARNING))
+    BgTask(app, listeners=[on_task_event])
 
     @app.before_request
     def start_request() -> None:
@@ -170,20 +169,17 @@ def create_app() -> Flask:
     @app.route("/send-notification/<email>", methods=["GET", "POST"])
     def send_notification(email: str, background_tasks: BackgroundTasks) -> Any:
         background_tasks.add_task(write_notification, email, message="some notification")
-        record("task queued", "write_notification")
         return {"message": "Notification sent in the background"}
 
     # Esmerald: a route decorator's fixed task.
     @app.get("/send-notification")
     @background(BackgroundTask(notify_user, "user@example.com"))
     def scheduled() -> Any:
-        record("task queued", "notify_user (route decorator)")
         return {"message": "Scheduled"}
 
     @app.get("/log")
     @background(BackgroundTasks(tasks=[BackgroundTask(write_log_sync)]))
     def log() -> Any:
-        record("task queued", "write_log_sync (route decorator)")
         return {"message": "logged"}
 
     # Ellar: the response's background, under a blueprint.
@@ -192,9 +188,9 @@ def create_app() -> Flask:
     @ellar.route("/signup", methods=["GET", "POST"])
     def sign_up() -> Response:
         email = request.values.get("email", "user@example.com")
-        response = make_response({"status": "Signup successful"})
-        response.background = BackgroundTask(send_welcome_email, email=email)  # type: ignore[attr-defined]
-        record("task queued", "send_welcome_email (response.background)")
+        response = BackgroundResponse(json.dumps({"status": "Signup successful"}))
+        response.content_type = "application/json"
+        response.background = BackgroundTask(send_welcome_email, email=email)
         return response
 
     app.register_blueprint(ellar)
@@ -203,14 +199,16 @@ def create_app() -> Flask:
     @app.route("/register", methods=["GET", "POST"])
     def register() -> Any:
         email_tasks = get_email_tasks()
-        _queued(email_tasks.send_welcome_email, request.values.get("email", "new@example.com"))
+        get_background_tasks().add_task(
+            email_tasks.send_welcome_email, request.values.get("email", "new@example.com")
+        )
         return {"message": "User registered"}
 
     # The error policy: a failing task, and the one after it skipped.
     @app.get("/fail")
     def fail() -> Any:
-        _queued(flaky_task)
-        _queued(write_log_sync)
+        get_background_tasks().add_task(flaky_task)
+        get_background_tasks().add_task(write_log_sync)
         return {"message": "queued a task that will fail"}
 
     @app.get("/")
