@@ -49,6 +49,8 @@ def describe(func: Callable[..., Any]) -> str:
     >>> describe(functools.partial(print, "secret"))
     'functools.partial(builtins.print)'
     """
+    if type(func) is types.FunctionType:  # nearly every task: no inspect walk
+        return f"{func.__module__}.{func.__qualname__}" if func.__module__ else func.__qualname__
     if isinstance(func, functools.partial):
         return f"functools.partial({describe(func.func)})"
     target: Any = func

@@ -13,7 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 from ._clock import now, wall_time
-from ._logging import log_event
+from ._logging import log_event, logs
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -102,7 +102,8 @@ class TaskEvent:
 
 
 #: The process's listeners; logging is the first, always there.
-_listeners: tuple[Listener, ...] = (log_event,)
+_ONLY_LOGGING: Final[tuple[Listener, ...]] = (log_event,)
+_listeners: tuple[Listener, ...] = _ONLY_LOGGING
 #: Listeners whose failure was logged (the objects: a bound method's id changes per access).
 _failing: list[Listener] = []
 
@@ -132,8 +133,8 @@ def announce(
     """Tell the process's listeners, then the collection's own, that ``kind`` happened."""
     own: tuple[Listener, ...] = getattr(collection, "listeners", ())
     listeners = _listeners + own if own else _listeners
-    if not listeners:
-        return
+    if listeners is _ONLY_LOGGING and not logs(kind):
+        return  # the common case, every task started and ended: no event object at all
     event = TaskEvent(kind, task, collection, mode, reason)
     for listener in listeners:
         try:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from ._events import Kind, TaskEvent
 
-__all__ = ["CAPTURED", "log_event"]
+__all__ = ["CAPTURED", "log_event", "logs"]
 
 logger: Final = logging.getLogger("bgtask")
 
@@ -41,6 +41,12 @@ _LEVELS: Final[dict[Kind, int]] = {
     "cut": logging.ERROR,
     "handed_off": logging.DEBUG,
 }
+
+
+def logs(kind: Kind) -> bool:
+    """Whether an event of ``kind`` would be logged now (its level is enabled)."""
+    level = _LEVELS[kind]
+    return bool(level) and logger.isEnabledFor(logging.DEBUG if kind == "discarded" else level)
 
 
 def log_event(event: TaskEvent) -> None:

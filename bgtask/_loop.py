@@ -20,7 +20,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ._exit import register_drainer
-from ._native import native, start_thread
+from ._native import allocate_lock, start_thread
 from ._pending import Pending
 from ._process import PerProcess
 from ._spawned import track_spawned_tasks
@@ -43,7 +43,7 @@ class _Runner:
     """The loop of this process and what it has pending."""
 
     def __init__(self) -> None:
-        ready = native("_thread", "allocate_lock")()
+        ready = allocate_lock()
         ready.acquire()
         #: Tasks handed over by run(), and tasks that those tasks spawned (loop thread only).
         self.in_flight: set[asyncio.Task[Any]] = set()

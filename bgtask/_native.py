@@ -10,18 +10,18 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["native", "start_thread"]
+__all__ = ["allocate_lock", "get_ident", "native", "start_thread"]
 
 
 def native(module: str, name: str) -> Any:
     """The unpatched ``module.name``, even when gevent has monkey-patched it.
 
-    >>> native("_thread", "allocate_lock")().acquire(False)
+    >>> allocate_lock().acquire(False)
     True
     """
     monkey = sys.modules.get("gevent.monkey")
@@ -37,7 +37,7 @@ def start_thread(function: Callable[..., object], *args: object) -> None:
     ``setprofile``: coverage and profilers see the loop's and the pool's code). Raises
     ``RuntimeError`` once the interpreter no longer starts threads (it is finalizing).
 
-    >>> done = native("_thread", "allocate_lock")()
+    >>> done = allocate_lock()
     >>> done.acquire()
     True
     >>> start_thread(done.release)
@@ -53,4 +53,11 @@ def start_thread(function: Callable[..., object], *args: object) -> None:
             sys.setprofile(profile)
         function(*args)
 
-    native("_thread", "start_new_thread")(bootstrap, ())
+    _start_new_thread(bootstrap, ())
+
+
+# Looked up once: gevent's patching replaces the module attributes, never these objects, so
+# they are the interpreter's own whether gevent patched before bgtask was imported or after.
+allocate_lock: Final[Callable[[], Any]] = native("_thread", "allocate_lock")
+get_ident: Final[Callable[[], int]] = native("_thread", "get_ident")
+_start_new_thread: Final[Callable[..., int]] = native("_thread", "start_new_thread")

@@ -6,7 +6,7 @@ import concurrent.futures
 import threading
 from typing import Any
 
-from ._native import native
+from ._native import allocate_lock
 
 __all__ = ["Pending"]
 
@@ -29,7 +29,7 @@ class Pending:
     __slots__ = ("_count", "_lock", "_waiters")
 
     def __init__(self) -> None:
-        self._lock: Any = native("_thread", "allocate_lock")()
+        self._lock: Any = allocate_lock()
         self._count = 0
         self._waiters: list[concurrent.futures.Future[None]] = []
 

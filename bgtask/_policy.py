@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from . import _lifecycle
 from ._collection import BackgroundTasks, tasks_of
-from ._native import native
+from ._native import allocate_lock
 
 if TYPE_CHECKING:
     import contextvars
@@ -58,7 +58,7 @@ class Run:
         self._frames = [_Frame(collection)]
         self._cut: str | None = None
         # Native: next() runs on pool and loop threads, cut() on the exiting one.
-        self._lock: Any = native("_thread", "allocate_lock")()
+        self._lock: Any = allocate_lock()
 
     @property
     def failed(self) -> bool:

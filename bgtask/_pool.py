@@ -17,7 +17,7 @@ from collections import deque
 from typing import Any, Final, Protocol
 
 from ._exit import exit_deadline, register_drainer
-from ._native import native, start_thread
+from ._native import allocate_lock, get_ident, start_thread
 from ._pending import Pending
 from ._process import PerProcess
 
@@ -46,7 +46,7 @@ class _Worker:
     __slots__ = ("wake", "work")
 
     def __init__(self, work: Work) -> None:
-        self.wake: Any = native("_thread", "allocate_lock")()
+        self.wake: Any = allocate_lock()
         self.wake.acquire()
         self.work: Work | None = work
 
@@ -55,7 +55,7 @@ class _State:
     """The pool's threads and queue in one process."""
 
     def __init__(self) -> None:
-        self.lock: Any = native("_thread", "allocate_lock")()
+        self.lock: Any = allocate_lock()
         self.queue: deque[Work] = deque()
         self.idle: list[_Worker] = []
         #: Items running now, with when they started.
@@ -139,7 +139,7 @@ class ThreadPool:
         state = self._state.peek()
         if state is None:
             return True
-        if native("_thread", "get_ident")() in state.thread_ids:
+        if get_ident() in state.thread_ids:
             msg = (
                 "cannot wait for the offload pool from one of its own tasks: it would wait "
                 "for itself; return from the task instead"
@@ -163,7 +163,7 @@ class ThreadPool:
             work.cut(reason)
 
     def _serve(self, state: _State, worker: _Worker) -> None:
-        state.thread_ids.add(native("_thread", "get_ident")())
+        state.thread_ids.add(get_ident())
         work = worker.work
         while work is not None:
             began = time.monotonic()

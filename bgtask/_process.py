@@ -13,7 +13,7 @@ import os
 import weakref
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._native import native
+from ._native import allocate_lock
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -39,7 +39,7 @@ class PerProcess(Generic[T]):
 
     def __init__(self, factory: Callable[[], T]) -> None:
         self._factory = factory
-        self._lock: Any = native("_thread", "allocate_lock")()
+        self._lock: Any = allocate_lock()
         self._state: T | None = None
         self._pid = 0
         _all.add(self)
@@ -62,7 +62,7 @@ class PerProcess(Generic[T]):
 
     def _forget(self) -> None:
         self._state = None
-        self._lock = native("_thread", "allocate_lock")()
+        self._lock = allocate_lock()
 
 
 def _forget_all_in_child() -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
 from . import _lifecycle
 from ._collection import BackgroundTasks, check_item, tasks_of
 from ._inline import run_inline
-from ._native import native
+from ._native import allocate_lock
 from ._policy import Run
 from ._task import BackgroundTask
 
@@ -68,7 +68,7 @@ class RequestTasks(BackgroundTasks):
         #: Listeners of this request's events besides the process's (the middleware's).
         self.listeners = listeners
         # Native: pool and loop threads take it too (a task queueing on its own request).
-        self._lock: Any = native("_thread", "allocate_lock")()
+        self._lock: Any = allocate_lock()
         self._sealed = False
         self._tail: list[tuple[int, Item]] = []
         #: When the response was sent (monotonic), for the wait before each task.
@@ -146,7 +146,8 @@ class RequestTasks(BackgroundTasks):
     # -- what the runner reads -----------------------------------------------------------
 
     def _add(self, item: Item) -> None:
-        self._check_all(tasks_of((item,)))
+        if self._check is not None:
+            self._check_all(tasks_of((item,)))
         with self._lock:
             self._refuse_if_sealed()
             self._refuse_past_limit(item)

@@ -8,7 +8,6 @@ that talks to the loop. It also installs how calling a task or a collection runs
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
@@ -22,7 +21,6 @@ from ._task import BackgroundTask, install_direct_runner
 if TYPE_CHECKING:
     import contextvars
     from collections.abc import Coroutine
-    from contextlib import AbstractContextManager
 
 __all__ = ["Run", "run_here"]
 
@@ -57,13 +55,6 @@ def run_here(run: Run) -> None:
             task = run.next()
 
 
-def _scoped(run: Run, task: BackgroundTask) -> AbstractContextManager[contextvars.Context]:
-    """The context ``task`` runs in: its scope's, or a copy of the one it captured."""
-    if run.scope is None:
-        return contextlib.nullcontext(task.context.copy())
-    return run.scope(task)
-
-
 def _end(
     run: Run, task: BackgroundTask, outcome: _Outcome, context: contextvars.Context | None
 ) -> None:
@@ -73,32 +64,74 @@ def _end(
 
 
 def _run_sync(run: Run, task: BackgroundTask) -> None:
+    if run.scope is None:
+        # The common case in one pass through the task's context: start, call, end.
+        own = task.context.copy()
+        coroutine = own.run(_start_call_end, run, task)
+        if coroutine is not None:
+            _end(run, task, _awaited(run, coroutine, task, own), own)
+        return
     context: contextvars.Context | None = None
     outcome: _Outcome
     try:
-        with _scoped(run, task) as context:
-            outcome = _call(run, task, context)
+        with run.scope(task) as context:
+            outcome = _start_and_call(run, task, context)
     except Exception as exc:  # entering or leaving the task's scope failed
         outcome = exc
     _end(run, task, outcome, context)
 
 
-def _call(run: Run, task: BackgroundTask, context: contextvars.Context) -> _Outcome:
+def _start_call_end(run: Run, task: BackgroundTask) -> Coroutine[Any, Any, Any] | None:
+    """In the task's context: start, call and end a sync task. A coroutine it returned is
+    handed back (it must be awaited on the loop, outside this context), not ended yet."""
+    if not run.start(task):
+        return None
+    error: BaseException | None = None
+    try:
+        result = task.func(*task.args, **task.kwargs)
+        if inspect.iscoroutine(result):
+            return result
+    except BaseException as exc:
+        _stop_if_asked(run, exc)
+        error = exc
+    run.end(task, error)
+    return None
+
+
+def _start_and_call(run: Run, task: BackgroundTask, context: contextvars.Context) -> _Outcome:
     """Start and call a sync task in ``context``: its error, None, or ``_NOT_STARTED``."""
     if not context.run(run.start, task):
         return _NOT_STARTED
     try:
         result = context.run(task.func, *task.args, **task.kwargs)
-        if inspect.iscoroutine(result):
-            # A sync wrapper around a coroutine function (a decorator that lost the async
-            # marker): the work is the coroutine, so run it.
-            _await_here(result, task.name, context)
     except BaseException as exc:
-        if is_stop_request(exc):
-            run.cut(f"the process is stopping ({type(exc).__name__})")
-            raise
+        _stop_if_asked(run, exc)
+        return exc
+    if inspect.iscoroutine(result):
+        return _awaited(run, result, task, context)
+    return None
+
+
+def _awaited(
+    run: Run,
+    coroutine: Coroutine[Any, Any, Any],
+    task: BackgroundTask,
+    context: contextvars.Context,
+) -> BaseException | None:
+    """Await what a sync task returned (a sync wrapper around a coroutine function, a
+    decorator that lost the async marker: the work is the coroutine). Its error, or None."""
+    try:
+        _await_here(coroutine, task.name, context)
+    except BaseException as exc:
+        _stop_if_asked(run, exc)
         return exc
     return None
+
+
+def _stop_if_asked(run: Run, error: BaseException) -> None:
+    if is_stop_request(error):
+        run.cut(f"the process is stopping ({type(error).__name__})")
+        raise error
 
 
 async def _async_chain(run: Run, task: BackgroundTask | None) -> BackgroundTask | None:
@@ -112,11 +145,15 @@ async def _async_chain(run: Run, task: BackgroundTask | None) -> BackgroundTask 
 async def _run_async(run: Run, task: BackgroundTask) -> None:
     context: contextvars.Context | None = None
     outcome: _Outcome
-    try:
-        with _scoped(run, task) as context:
-            outcome = await Stepped(_attempt(run, task), context, task.name)
-    except Exception as exc:  # entering or leaving the task's scope failed
-        outcome = exc
+    if run.scope is None:
+        context = task.context.copy()
+        outcome = await Stepped(_attempt(run, task), context, task.name)
+    else:
+        try:
+            with run.scope(task) as context:
+                outcome = await Stepped(_attempt(run, task), context, task.name)
+        except Exception as exc:  # entering or leaving the task's scope failed
+            outcome = exc
     _end(run, task, outcome, context)
 
 

@@ -33,6 +33,8 @@ State: TypeAlias = Literal[
 ]  # fmt: skip
 
 _ids: Final = itertools.count(1)
+#: The context of every task that let go of its own (empty; nothing runs in it).
+_RELEASED: Final = contextvars.Context()
 _run_directly: Callable[[BackgroundTask], None] | None = None
 
 
@@ -154,7 +156,7 @@ class BackgroundTask:
         """Let go of the function, arguments and context (the task has ended for good)."""
         self.name  # noqa: B018 (computed before the function goes: the handle keeps it)
         self.func, self.args, self.kwargs = _released, (), {}
-        self.context = contextvars.Context()
+        self.context = _RELEASED
 
 
 def _released(*args: object, **kwargs: object) -> None:

@@ -22,7 +22,7 @@ import time
 from typing import Any, Final
 
 from ._exit import cut_all, set_exit_heartbeat
-from ._native import native, start_thread
+from ._native import allocate_lock, start_thread
 
 __all__ = ["keep_heartbeat_while_draining", "name_what_graceful_timeout_cuts", "post_worker_init"]
 
@@ -79,7 +79,7 @@ def name_what_graceful_timeout_cuts(worker: Any) -> None:
 
 
 def _cut_before_kill(graceful: float) -> None:
-    wait = native("_thread", "allocate_lock")()
+    wait = allocate_lock()
     wait.acquire()
     wait.acquire(timeout=max(0.0, graceful - min(_MARGIN, graceful / 2)))  # never released
     cut_all(f"gunicorn's graceful timeout ({graceful:g} s) ends in a moment")
