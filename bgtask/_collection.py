@@ -218,8 +218,7 @@ class BackgroundTasks:
             else:
                 names = ", ".join(names_of(self.discard()))
                 logger.exception(
-                    "bgtask: entering the context around the background tasks failed; "
-                    "not run: %s",
+                    "bgtask: entering the context around the background tasks failed; not run: %s",
                     names,
                 )
 

@@ -56,9 +56,7 @@ def _attach(collection: BackgroundTasks, tasks: Sequence[Item]) -> None:
 
 
 def _is_wsgi_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    return (
-        not kwargs and len(args) == 2 and isinstance(args[0], dict) and callable(args[1])
-    )
+    return not kwargs and len(args) == 2 and isinstance(args[0], dict) and callable(args[1])
 
 
 def _app_or_view(target: Callable[..., Any], tasks: Sequence[Item]) -> Callable[..., Any]:

@@ -36,6 +36,7 @@ class Backend(Protocol):
     def submit(self, tasks: BackgroundTasks, /) -> None:
         """Run or hand off ``tasks``; must not raise, and must lose nothing."""
 
+
 __all__ = ["Backend", "BackgroundTaskMiddleware", "discard_tasks", "run_after_close"]
 
 logger: Final = logging.getLogger("bgtask")
@@ -90,9 +91,7 @@ class BackgroundTaskMiddleware:
 
             enable_response_background()
 
-    def __call__(
-        self, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         tasks = environ.get(ENVIRON_KEY)
         if tasks is not None:
             # An outer middleware owns this request's collection and will run it.
@@ -214,7 +213,6 @@ class _ClosingIterable:
                 self._tasks.run_for_request()
             else:
                 self._submit(self._tasks)
-
 
 
 class _SizedClosingIterable(_ClosingIterable):

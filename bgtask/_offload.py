@@ -28,7 +28,6 @@ from ._native import native
 from ._pending import Pending
 
 if TYPE_CHECKING:
-
     from ._collection import BackgroundTasks
 
 __all__ = ["OffloadPool", "default_pool"]

@@ -51,9 +51,7 @@ __all__ = ["BgTask"]
 _ANNOTATED_TEXT: Final = re.compile(r"\s*(?:[\w.]+\.)?Annotated\[\s*([\w.]+)")
 
 #: Flask's own context variables: a task gets a fresh app context and no request.
-_FLASK_VARIABLES: Final[frozenset[contextvars.ContextVar[Any]]] = frozenset(
-    {_cv_app, _cv_request}
-)
+_FLASK_VARIABLES: Final[frozenset[contextvars.ContextVar[Any]]] = frozenset({_cv_app, _cv_request})
 
 
 class BgTask:
@@ -161,9 +159,7 @@ class _Injector:
                 key = (func, method)
                 names = self.by_method.get(key)
                 if names is None:
-                    names = self.by_method[key] = _parameters_wanting_tasks(
-                        _handler(func, method)
-                    )
+                    names = self.by_method[key] = _parameters_wanting_tasks(_handler(func, method))
             else:
                 names = ()
         if not names or not flask.has_request_context():

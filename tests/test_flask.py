@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
     from werkzeug.exceptions import HTTPException
 
+
 def send_welcome_email(events: list[str], email: str) -> None:
     events.append(f"welcome {email}")
 

@@ -33,15 +33,12 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 
 
-
 @pytest.fixture
 def events(tmp_path: Path) -> Path:
     return tmp_path / "events.jsonl"
 
 
-def serve(
-    tmp_path: Path, events: Path, server: str, *, workers: int = 1, **options: Any
-) -> Server:
+def serve(tmp_path: Path, events: Path, server: str, *, workers: int = 1, **options: Any) -> Server:
     env = {"BGTASK_TEST_EVENTS": str(events), **options.pop("env", {})}
     if server == "werkzeug":
         return WerkzeugServer(tmp_path / "server.log", env=env)

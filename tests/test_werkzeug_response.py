@@ -20,6 +20,7 @@ from .recording import record, record_async, request_id
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
+
 def send_welcome_email(events: list[str], email: str) -> None:
     events.append(f"welcome {email} ({request_id.get()})")
 
