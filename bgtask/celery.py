@@ -25,6 +25,8 @@ succeeded (the message of the retry carries that progress).
 from __future__ import annotations
 
 import logging
+import select
+import socket
 import sys
 import weakref
 from typing import TYPE_CHECKING, Any, Final
@@ -136,9 +138,15 @@ class CeleryBackend(RemoteBackend):
         description = describe_batch(batch)
         policy = dict(self.app.conf.task_publish_retry_policy or {})
         with self.app.producer_or_acquire() as producer:
+            connection = producer.connection
+            if _closed_by_broker(connection):
+                # A pooled connection the broker closed (a restart): a publish on it would
+                # fail after writing, undecidable. Reconnect now, while nothing is sent.
+                connection.collect()
+                producer.revive(connection)
             # Connecting sends no task: retrying it is safe. Opening the channel is a
             # round trip (a PING on a redis:// broker), so a silent broker hangs here.
-            producer.connection.ensure_connection(**_connect_policy(policy))
+            connection.ensure_connection(**_connect_policy(policy))
             producer.channel  # noqa: B018
             yield
             self.app.send_task(
@@ -154,6 +162,20 @@ class CeleryBackend(RemoteBackend):
                 argsrepr=f"({description!r},)",
                 kwargsrepr="{}",
             )
+
+
+def _closed_by_broker(connection: Any) -> bool:
+    """Whether an AMQP connection has something to read before we sent anything: the
+    broker's close, or its end of file. Nothing else arrives unasked on a producer's."""
+    if not connection.connected:
+        return False
+    sock = getattr(connection.connection, "sock", None)
+    if not isinstance(sock, socket.socket):
+        return False  # another transport: its client checks its own connections
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):  # closed already
+        return True
 
 
 def _connect_policy(policy: dict[str, Any]) -> dict[str, Any]:

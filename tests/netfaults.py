@@ -127,6 +127,15 @@ class Proxy(_Listener):
                 for chunk in held:
                     _send(server, chunk)
 
+    def drop_connections(self) -> None:
+        """End every connection made so far, both ways (the server restarted); keep
+        accepting new ones."""
+        with self.lock:
+            sockets = list(self.sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
     def accepted(self, client: socket.socket) -> None:
         server = socket.create_connection(self.upstream)
         pipe = _Pipe()

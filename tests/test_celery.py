@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import threading
+import uuid
 from typing import TYPE_CHECKING
 
 import pytest
+from celery import Celery
+from kombu import Connection
 
-from bgtask import BackgroundTask, BackgroundTasks
+from bgtask import BackgroundTask, BackgroundTaskMiddleware, BackgroundTasks
 from bgtask._job import PAYLOAD_VERSION, JobRefused
 from bgtask._remote import encode
 from bgtask.celery import TASK_NAME, CeleryBackend
 
-from .deployments import unreachable_app
-from .engines import tasks_run
+from .deployments import BROKER_URL, START_RABBITMQ, queueing, unreachable_app
+from .engines import require_service, tasks_run
+from .netfaults import Proxy
 from .remote_tasks import record
 from .servers import DEADLINE, ROOT
+from .wsgi import serve
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -79,3 +85,34 @@ def test_the_task_runs_the_functions_declared_on_its_own_app(tmp_path: Path) -> 
     assert [e["tag"] for e in tasks_run(events)] == ["a"]
     with pytest.raises(JobRefused, match="not declared on this worker"):
         other.tasks[TASK_NAME].apply(args=[payload], throw=True)
+
+
+@pytest.mark.slow
+def test_after_the_broker_closed_a_pooled_connection_the_next_publish_reconnects_first(
+    tmp_path: Path, bgtask_log: pytest.LogCaptureFixture
+) -> None:
+    """A RabbitMQ restart between two requests: the message is sent on a new connection,
+    not lost on the old one (a publish cannot be retried without risking a duplicate)."""
+    require_service("127.0.0.1", 5672, "RabbitMQ", START_RABBITMQ)
+    queue = f"bgtask-test-{uuid.uuid4().hex[:12]}"
+    events = str(tmp_path / "events.jsonl")
+    with Proxy(("127.0.0.1", 5672)) as proxy:
+        app = Celery("bgtask_restart", broker=f"amqp://guest:guest@127.0.0.1:{proxy.port}//")
+        backend = CeleryBackend(app, queue=queue, tasks=[record])
+        try:
+            for tag in ("before", "after"):
+                serve(BackgroundTaskMiddleware(
+                    queueing(BackgroundTask(record, events, tag)), backend=backend
+                ))  # fmt: skip
+                proxy.drop_connections()
+        finally:
+            app.close()
+    with Connection(BROKER_URL, connect_timeout=5) as connection:
+        channel = connection.default_channel
+        try:
+            assert channel.queue_declare(queue, passive=True).message_count == 2
+        finally:
+            channel.queue_delete(queue)
+            channel.exchange_delete(queue)
+    assert not [r for r in bgtask_log.records if r.levelno >= logging.WARNING]
+    assert tasks_run(tmp_path / "events.jsonl") == []  # none ran here
