@@ -14,24 +14,23 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
-from ._collection import BackgroundTasks, names_of
+from ._collection import names_of
 from ._handoff import NOT_SENT, SENT, Handoff, HandoffBusy
 from ._importable import import_problem, reference, unwrap
-from ._job import PAYLOAD_VERSION
-from ._retry import RetryPolicy
 from ._serializable import Serializer, arguments_problem
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable
 
     from ._allowlist import AllowList
-    from ._collection import Item
+    from ._collection import BackgroundTasks
     from ._middleware import Backend
+    from ._retry import RetryPolicy
     from ._task import BackgroundTask
 
-__all__ = ["RemoteBackend", "RetryPolicy", "describe_batch", "encode", "run_here"]
+__all__ = ["RemoteBackend", "run_here"]
 
 logger: Final = logging.getLogger("bgtask")
 
@@ -39,32 +38,6 @@ F = TypeVar("F", bound="Callable[..., object]")
 
 #: At most one "still stuck" WARNING per this many seconds: every request would log one.
 BUSY_WARNING_INTERVAL: Final = 60.0
-
-
-def encode(
-    batch: BackgroundTasks, retry: RetryPolicy | None = None, *, declared: bool = False
-) -> dict[str, Any]:
-    """The job's payload for ``batch``: plain lists, dicts and strings around the arguments.
-
-    ``declared``: every function was checked against the backend's allow-list.
-    """
-    payload: dict[str, Any] = {
-        "bgtask": PAYLOAD_VERSION,
-        "declared": declared,
-        "continue_on_error": batch.continue_on_error,
-        "tasks": [_encode(item) for item in batch.tasks],
-    }
-    if retry is not None:
-        payload["retry_delays"] = retry.delays()
-    return payload
-
-
-def describe_batch(batch: BackgroundTasks, limit: int = 10) -> str:
-    """A job description naming the tasks (never their arguments) for the engine's logs."""
-    names = names_of(batch.tasks)
-    shown = ", ".join(names[:limit])
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return f"bgtask: {shown}{more}"
 
 
 class RemoteBackend:
@@ -82,7 +55,7 @@ class RemoteBackend:
     ...     def allow_list(self, create=False): return None
     ...     def handoff(self, batch, job_id):
     ...         yield
-    ...         print(describe_batch(batch))
+    ...         print(f"sent {len(batch)} task(s) as job {job_id}")
     >>> backend = Printing(retry=None, fallback=None, handoff_timeout=0.5)
     """
 
@@ -238,17 +211,3 @@ def run_here(
 
 def _describe(error: BaseException | None) -> str:
     return "no error" if error is None else f"{type(error).__name__}: {error}"
-
-
-def _encode(item: Item) -> dict[str, Any]:
-    if isinstance(item, BackgroundTasks):
-        return {
-            "tasks": [_encode(inner) for inner in item.tasks],
-            "continue_on_error": item.continue_on_error,
-        }
-    func, args, kwargs = unwrap(item.func, item.args, item.kwargs)
-    problem = import_problem(func)
-    if problem is not None:
-        msg = f"cannot queue {item.name}: {problem}"
-        raise TypeError(msg)
-    return {"func": reference(func), "args": list(args), "kwargs": kwargs}

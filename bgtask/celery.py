@@ -28,13 +28,13 @@ import logging
 import select
 import socket
 import sys
-import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 from ._allowlist import AllowList
-from ._job import TasksFailed, refuse
-from ._job import run_payload as _run_payload
-from ._remote import RemoteBackend, RetryPolicy, describe_batch, encode
+from ._celeryjob import ALLOW_LISTS, run_collection
+from ._payload import describe_batch, encode
+from ._remote import RemoteBackend
+from ._retry import RetryPolicy
 from ._serializable import Serializer
 
 if TYPE_CHECKING:
@@ -53,8 +53,6 @@ logger: Final = logging.getLogger("bgtask")
 TASK_NAME: Final = "bgtask.run_collection"
 
 _registered = False
-#: The tasks declared on each Celery app by the CeleryBackends of this process.
-_allow_lists: weakref.WeakKeyDictionary[Celery, AllowList] = weakref.WeakKeyDictionary()
 
 
 class CeleryBackend(RemoteBackend):
@@ -128,9 +126,9 @@ class CeleryBackend(RemoteBackend):
 
     def allow_list(self, create: bool = False) -> AllowList:
         # Always one: for Celery the allow-list is not optional.
-        allowed = _allow_lists.get(self.app)
+        allowed = ALLOW_LISTS.get(self.app)
         if allowed is None:
-            allowed = _allow_lists.setdefault(self.app, AllowList())
+            allowed = ALLOW_LISTS.setdefault(self.app, AllowList())
         return allowed
 
     def handoff(self, batch: BackgroundTasks, job_id: str) -> Generator[None, None, None]:
@@ -183,37 +181,6 @@ def _connect_policy(policy: dict[str, Any]) -> dict[str, Any]:
     return {key: policy[key] for key in known if key in policy}
 
 
-def _run_collection(task: Any, payload: dict[str, Any]) -> None:
-    """The Celery task: run one request's collection, retrying under its policy."""
-    job = f"Celery task {task.request.id}"
-    allowed = _allow_lists.get(task.app)
-    if allowed is None:
-        raise refuse(
-            job,
-            f"no CeleryBackend declares tasks on this worker's app {task.app.main!r}; start "
-            "the worker with -A on the module that builds CeleryBackend(app, tasks=[...])",
-        )
-    progress = payload.get("done") if isinstance(payload, dict) else None
-    done = {i for i in progress if type(i) is int} if isinstance(progress, list) else set()
-    not_done = _run_payload(payload, done, allowed=allowed, job=job)
-    if not not_done:
-        return
-    failure = TasksFailed.naming(not_done)
-    delays: list[float] = payload.get("retry_delays", [])
-    retries: int = task.request.retries
-    if retries < len(delays):
-        description = f"bgtask: {', '.join(not_done)}"
-        raise task.retry(
-            args=[{**payload, "done": sorted(done)}],
-            countdown=delays[retries],
-            max_retries=len(delays),
-            exc=failure,
-            argsrepr=f"({description!r},)",
-            kwargsrepr="{}",
-        )
-    raise failure
-
-
 def _register_task() -> None:
     """Register ``bgtask.run_collection`` on every Celery app, present and future."""
     global _registered
@@ -221,7 +188,7 @@ def _register_task() -> None:
         return
     from celery import shared_task
 
-    shared_task(name=TASK_NAME, bind=True, ignore_result=True)(_run_collection)
+    shared_task(name=TASK_NAME, bind=True, ignore_result=True)(run_collection)
     _registered = True
 
 

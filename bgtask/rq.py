@@ -27,12 +27,14 @@ import time
 from typing import TYPE_CHECKING, Any, Final
 
 from ._allowlist import AllowList
-from ._claim import CLAIM_WINDOW, claim_for_web, claim_for_worker
+from ._claim import CLAIM_WINDOW, claim_for_web
 from ._handoff import SENT, HandoffTimeout
-from ._job import TasksFailed, refuse
-from ._job import run_payload as _run_payload
-from ._remote import RemoteBackend, RetryPolicy, describe_batch, encode, run_here
+from ._payload import describe_batch, encode
+from ._remote import RemoteBackend, run_here
+from ._retry import RetryPolicy
 from ._rqconnect import connect, is_duplicate
+from ._rqjob import ALLOW_LISTS
+from ._rqjob import run_job as run_job
 from ._serializable import Serializer
 
 if TYPE_CHECKING:
@@ -49,11 +51,6 @@ logger: Final = logging.getLogger("bgtask")
 
 #: What every job calls on the worker, by import path (the web process never calls it).
 JOB_FUNCTION: Final = "bgtask.rq.run_job"
-#: Where a job keeps the indexes of its tasks that succeeded, for a retry to skip them.
-PROGRESS_KEY: Final = "bgtask_done"
-
-#: The tasks declared for each queue (by name) by the RQBackends of this process.
-_allow_lists: dict[str, AllowList] = {}
 
 
 class RQBackend(RemoteBackend):
@@ -130,8 +127,8 @@ class RQBackend(RemoteBackend):
     def allow_list(self, create: bool = False) -> AllowList | None:
         name = self.queue.name
         if create:
-            return _allow_lists.setdefault(name, AllowList())
-        return _allow_lists.get(name)
+            return ALLOW_LISTS.setdefault(name, AllowList())
+        return ALLOW_LISTS.get(name)
 
     def handoff(self, batch: BackgroundTasks, job_id: str) -> Generator[None, None, None]:
         queue = self.queue
@@ -182,66 +179,6 @@ class RQBackend(RemoteBackend):
             )
         else:
             super().settle(batch, job_id, claim_error or error, started)
-
-
-def run_job(payload: dict[str, Any]) -> None:
-    """What an RQ worker runs for one request's collection (queued by :class:`RQBackend`).
-
-    With tasks declared for the job's queue in this process (the worker imported the
-    module that builds its ``RQBackend``), only those run; a job naming any other is
-    refused whole. Raises ``TasksFailed`` when a task failed, so RQ marks the job failed
-    and applies its retries; each task that succeeded is recorded in ``job.meta`` and
-    skipped by a retry.
-
-    >>> from bgtask import BackgroundTasks
-    >>> run_job(encode(BackgroundTasks()))
-    """
-    from rq import get_current_job
-
-    job = get_current_job()
-    name = "an RQ job" if job is None else f"RQ job {job.id}"
-    allowed = None if job is None else _allow_lists.get(job.origin)
-    if allowed is None and isinstance(payload, dict) and payload.get("declared") is True:
-        queue = "its queue" if job is None else f"queue {job.origin!r}"
-        raise refuse(
-            name,
-            f"it was queued with declared tasks, and this worker declares none for {queue}; "
-            "start the worker with `rq worker -c yourapp.module ...`, where yourapp.module "
-            "builds that RQBackend(queue, tasks=[...]) (or from a worker script that imports it)",
-        )
-    done: set[int] = set()
-    if job is not None:
-        done.update(job.meta.get(PROGRESS_KEY, ()))
-
-    def admit(names: list[str]) -> bool:
-        if job is None or claim_for_worker(job.connection, job.id) != "web":
-            return True
-        logger.warning(
-            "skipping RQ job %s: its hand-off timed out and the web process ran its tasks "
-            "itself: %s",
-            job.id,
-            ", ".join(names),
-        )
-        return False
-
-    def record_progress() -> None:
-        if job is None:
-            return
-        job.meta[PROGRESS_KEY] = sorted(done)
-        try:
-            job.save_meta()  # type: ignore[no-untyped-call]
-        except Exception:
-            # The task did succeed: never turn that into a failure.
-            logger.warning(
-                "could not record the progress of RQ job %s; a retry of it may run tasks "
-                "that already succeeded",
-                job.id,
-                exc_info=True,
-            )
-
-    not_done = _run_payload(payload, done, record_progress, allowed=allowed, job=name, admit=admit)
-    if not_done:
-        raise TasksFailed.naming(not_done)
 
 
 def _serializer_name(serializer: object) -> str:

@@ -15,7 +15,7 @@ from kombu import Connection
 
 from bgtask import BackgroundTask, BackgroundTaskMiddleware, BackgroundTasks
 from bgtask._job import PAYLOAD_VERSION, JobRefused
-from bgtask._remote import encode
+from bgtask._payload import encode
 from bgtask.celery import TASK_NAME, CeleryBackend
 
 from .deployments import BROKER_URL, START_RABBITMQ, queueing, unreachable_app

@@ -16,7 +16,7 @@ from rq import Queue
 from bgtask import BackgroundTask, BackgroundTasks
 from bgtask._allowlist import AllowList
 from bgtask._job import PAYLOAD_VERSION, JobRefused, run_payload
-from bgtask._remote import encode
+from bgtask._payload import encode
 from bgtask.celery import CeleryBackend
 from bgtask.rq import RQBackend
 

@@ -20,7 +20,7 @@ from bgtask import (
     get_background_tasks,
 )
 from bgtask._job import PAYLOAD_VERSION, JobRefused, run_payload
-from bgtask._remote import encode
+from bgtask._payload import encode
 from bgtask._retry import RetryPolicy
 
 from .remote_tasks import fail, read_events, record, record_async
