@@ -8,9 +8,10 @@ runs after it sends the job. Its outcome says on which side of that line it stop
 the engine: the backend decides, so that no task runs twice).
 
 A blocking socket call cannot be interrupted in its own thread, so the hand-off runs on
-a native helper thread while the caller waits on a native lock with the deadline. A
-helper still running past it is *stuck*; while ``MAX_STUCK`` are, new hand-offs are
-refused at once (``HandoffBusy``, nothing sent) instead of piling up threads.
+a native helper thread (``_helpers.py``: reused, not one per request) while the caller
+waits on a native lock with the deadline. A helper still running past its deadline is
+*stuck*; while ``MAX_STUCK`` are, new hand-offs are refused at once (``HandoffBusy``,
+nothing sent) instead of piling up threads.
 
 Under gevent's monkey-patching the helper would fail: a socket opened in one greenlet
 cannot be used from another thread ("Cannot switch to a different thread", measured with
@@ -21,12 +22,14 @@ which interrupts it at its first blocking call, and nothing is left behind.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Final
 
+from ._helpers import helpers
 from ._native import native
 
 if TYPE_CHECKING:
@@ -107,7 +110,7 @@ class Handoff:
         if _cooperative():
             return _run_in_greenlet(phases, timeout)
         attempt = _Attempt()
-        native("_thread", "start_new_thread")(self._helper, (attempt, phases))
+        helpers.start(functools.partial(self._helper, attempt, phases))
         attempt.done.acquire(True, timeout)
         with attempt.lock:
             if attempt.phase == _FINISHED:
@@ -120,7 +123,7 @@ class Handoff:
                 return NOT_SENT, error
             return UNKNOWN, error
 
-    def _helper(self, attempt: _Attempt, phases: Phases) -> None:
+    def _helper(self, attempt: _Attempt, phases: Phases, park: Callable[[], None]) -> None:
         outcome, error = UNKNOWN, None
         try:
             outcome, error = _run_phases(phases, attempt)
@@ -132,6 +135,7 @@ class Handoff:
                     attempt.phase = _FINISHED
                 attempt.outcome, attempt.error = outcome, error
                 stuck = attempt.stuck
+            park()  # idle before the caller wakes: its next hand-off finds this thread
             attempt.done.release()
             if stuck:
                 self._count_stuck(-1)

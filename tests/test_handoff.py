@@ -154,6 +154,19 @@ def test_a_handoff_past_its_deadline_while_sending_is_unknown() -> None:
     assert handoff.run(phases) == (SENT, None)
 
 
+def test_a_helper_thread_is_reused_by_the_next_handoff() -> None:
+    """A thread start per request costs more than the hand-off's two lock switches."""
+    threads: list[int] = []
+
+    def phases() -> Generator[None, None, None]:
+        yield
+        threads.append(threading.get_ident())
+
+    handoff = Handoff(1.0)
+    assert handoff.run(phases) == handoff.run(phases) == (SENT, None)
+    assert threads[0] == threads[1] != threading.get_ident()
+
+
 def test_a_stuck_handoff_refuses_the_next_one_without_trying() -> None:
     """HandoffBusy, nothing run, until the stuck one ends."""
     release, tried = threading.Event(), []
