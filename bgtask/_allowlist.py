@@ -8,6 +8,7 @@ functions and their arguments, not any importable callable (``os:system``).
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
@@ -16,7 +17,7 @@ from ._importable import import_problem, reference, same_callable
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-__all__ = ["AllowList", "shown"]
+__all__ = ["AllowList", "plain", "shown"]
 
 #: How much of a name from a message a log line shows.
 SHOWN_LENGTH: Final = 200
@@ -96,6 +97,20 @@ def shown(value: Any) -> str:
     if len(text) > SHOWN_LENGTH:
         text = f"{text[:SHOWN_LENGTH]}... ({len(text)} characters)"
     return text
+
+
+def plain(value: Any) -> str:
+    """An id from a message as is when it is a plain token, else :func:`shown`.
+
+    >>> plain("6f1c-42"), plain("6f1c\\nERROR")
+    ('6f1c-42', "'6f1c\\\\nERROR'")
+    """
+    if isinstance(value, str) and 0 < len(value) <= 100 and _PLAIN.fullmatch(value):
+        return value
+    return shown(value)
+
+
+_PLAIN: Final = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
 def _name(func: object) -> str:

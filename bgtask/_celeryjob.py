@@ -10,6 +10,7 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING, Any, Final
 
+from ._allowlist import plain
 from ._job import TasksFailed, refuse
 from ._job import run_payload as _run_payload
 
@@ -26,7 +27,7 @@ ALLOW_LISTS: Final[weakref.WeakKeyDictionary[Celery, AllowList]] = weakref.WeakK
 
 def run_collection(task: Any, payload: dict[str, Any]) -> None:
     """The Celery task: run one request's collection, retrying under its policy."""
-    job = f"Celery task {task.request.id}"
+    job = f"Celery task {plain(task.request.id)}"  # the id comes from the message
     allowed = ALLOW_LISTS.get(task.app)
     if allowed is None:
         raise refuse(

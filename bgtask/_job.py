@@ -134,7 +134,8 @@ def _entries(node: Mapping[str, Any], depth: int) -> Iterator[dict[str, Any] | N
             and isinstance(entry.get("func"), str)
             and isinstance(entry.get("args"), list)
             and isinstance(entry.get("kwargs"), dict)
-            and all(isinstance(key, str) for key in entry["kwargs"])
+            # Keyword names reach error messages: identifiers only, like Python's own.
+            and all(isinstance(key, str) and key.isidentifier() for key in entry["kwargs"])
         ):
             yield entry
         else:

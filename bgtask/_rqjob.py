@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
+from ._allowlist import plain
 from ._claim import claim_for_worker
 from ._job import TasksFailed, refuse
 from ._job import run_payload as _run_payload
@@ -45,7 +46,8 @@ def run_job(payload: dict[str, Any]) -> None:
     from rq import get_current_job
 
     job = get_current_job()
-    name = "an RQ job" if job is None else f"RQ job {job.id}"
+    job_id = None if job is None else plain(job.id)  # whoever wrote the job chose it
+    name = "an RQ job" if job is None else f"RQ job {job_id}"
     allowed = None if job is None else ALLOW_LISTS.get(job.origin)
     if allowed is None and isinstance(payload, dict) and payload.get("declared") is True:
         queue = "its queue" if job is None else f"queue {job.origin!r}"
@@ -65,7 +67,7 @@ def run_job(payload: dict[str, Any]) -> None:
         logger.warning(
             "skipping RQ job %s: its hand-off timed out and the web process ran its tasks "
             "itself: %s",
-            job.id,
+            job_id,
             ", ".join(names),
         )
         return False
@@ -81,7 +83,7 @@ def run_job(payload: dict[str, Any]) -> None:
             logger.warning(
                 "could not record the progress of RQ job %s; a retry of it may run tasks "
                 "that already succeeded",
-                job.id,
+                job_id,
                 exc_info=True,
             )
 

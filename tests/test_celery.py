@@ -116,3 +116,15 @@ def test_after_the_broker_closed_a_pooled_connection_the_next_publish_reconnects
             channel.exchange_delete(queue)
     assert not [r for r in bgtask_log.records if r.levelno >= logging.WARNING]
     assert tasks_run(tmp_path / "events.jsonl") == []  # none ran here
+
+
+def test_a_task_id_from_the_message_is_logged_escaped(
+    bgtask_log: pytest.LogCaptureFixture,
+) -> None:
+    """The message chooses its id too: a newline in it cannot forge a log line."""
+    app = unreachable_app()
+    CeleryBackend(app, tasks=[record])
+    with pytest.raises(JobRefused):
+        app.tasks[TASK_NAME].apply(args=[{"bgtask": 99}], task_id="1\nERROR forged", throw=True)
+    (error,) = [r.getMessage() for r in bgtask_log.records if r.levelno == logging.ERROR]
+    assert error.startswith(r"refused to run Celery task '1\nERROR forged': ")
