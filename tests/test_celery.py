@@ -22,7 +22,7 @@ from .deployments import BROKER_URL, START_RABBITMQ, queueing, unreachable_app
 from .engines import require_service, tasks_run
 from .netfaults import Proxy
 from .remote_tasks import record
-from .servers import DEADLINE, ROOT
+from .servers import DEADLINE, ROOT, wait_for
 from .wsgi import serve
 
 if TYPE_CHECKING:
@@ -96,24 +96,32 @@ def test_after_the_broker_closed_a_pooled_connection_the_next_publish_reconnects
     require_service("127.0.0.1", 5672, "RabbitMQ", START_RABBITMQ)
     queue = f"bgtask-test-{uuid.uuid4().hex[:12]}"
     events = str(tmp_path / "events.jsonl")
-    with Proxy(("127.0.0.1", 5672)) as proxy:
-        app = Celery("bgtask_restart", broker=f"amqp://guest:guest@127.0.0.1:{proxy.port}//")
-        backend = CeleryBackend(app, queue=queue, tasks=[record])
-        try:
-            for tag in ("before", "after"):
-                serve(BackgroundTaskMiddleware(
-                    queueing(BackgroundTask(record, events, tag)), backend=backend
-                ))  # fmt: skip
-                proxy.drop_connections()
-        finally:
-            app.close()
-    with Connection(BROKER_URL, connect_timeout=5) as connection:
-        channel = connection.default_channel
-        try:
-            assert channel.queue_declare(queue, passive=True).message_count == 2
-        finally:
-            channel.queue_delete(queue)
-            channel.exchange_delete(queue)
+
+    def queued() -> int:
+        with Connection(BROKER_URL, connect_timeout=5) as connection:
+            try:
+                declared = connection.default_channel.queue_declare(queue, passive=True)
+            except connection.channel_errors:
+                return 0  # not declared yet: the first publish declares it
+            return int(declared.message_count)
+
+    try:
+        with Proxy(("127.0.0.1", 5672)) as proxy:
+            app = Celery("bgtask_restart", broker=f"amqp://guest:guest@127.0.0.1:{proxy.port}//")
+            backend = CeleryBackend(app, queue=queue, tasks=[record])
+            try:
+                for count, tag in enumerate(("before", "after"), 1):
+                    serve(BackgroundTaskMiddleware(
+                        queueing(BackgroundTask(record, events, tag)), backend=backend
+                    ))  # fmt: skip
+                    wait_for(lambda n=count: queued() == n, what=f"message {count} at the broker")
+                    proxy.drop_connections()  # the broker restarts
+            finally:
+                app.close()
+    finally:
+        with Connection(BROKER_URL, connect_timeout=5) as connection:
+            connection.default_channel.queue_delete(queue)
+            connection.default_channel.exchange_delete(queue)
     assert not [r for r in bgtask_log.records if r.levelno >= logging.WARNING]
     assert tasks_run(tmp_path / "events.jsonl") == []  # none ran here
 
