@@ -169,7 +169,14 @@ class RemoteBackend:
         if outcome == SENT:
             return
         if outcome != NOT_SENT:
-            self.settle(batch, job_id, error, started)
+            try:
+                self.settle(batch, job_id, error, started)
+            except Exception:  # close() must not raise; not knowing, run nothing here
+                logger.exception(
+                    "could not settle job %s; not running its tasks here: %s",
+                    job_id,
+                    ", ".join(names_of(batch.tasks)),
+                )
         elif not isinstance(error, HandoffBusy) or self._busy_warning_due():
             run_here(batch, self.fallback, self.destination(), error)
         else:

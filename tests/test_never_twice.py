@@ -25,8 +25,8 @@ from bgtask import BackgroundTask, BackgroundTaskMiddleware
 from bgtask.celery import CeleryBackend
 from bgtask.rq import RQBackend
 
-from .deployments import REDIS_URL, RQ, delete_rq_queue, queueing, rq_queue_name
-from .engines import WorkerProcess, tasks_run
+from .deployments import REDIS_URL, RQ, START_REDIS, delete_rq_queue, queueing, rq_queue_name
+from .engines import WorkerProcess, require_service, tasks_run
 from .netfaults import Proxy
 from .remote_tasks import DECLARED, record
 from .servers import wait_for
@@ -64,6 +64,7 @@ def worker(queue_name: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 @pytest.fixture
 def proxy() -> Iterator[Proxy]:
+    require_service("127.0.0.1", 6379, "Redis", START_REDIS)
     with Proxy(("127.0.0.1", 6379)) as running:
         yield running
 
@@ -144,6 +145,7 @@ def test_a_celery_publish_without_an_answer_is_not_run_here_and_reaches_the_brok
     proxy: Proxy, tmp_path: Path, bgtask_log: pytest.LogCaptureFixture
 ) -> None:
     """Over a redis:// broker the publish is stored, its answer lost: an ERROR, no run here."""
+    require_service("127.0.0.1", 6379, "Redis", START_REDIS)
     events = tmp_path / "events.jsonl"
     queue = f"bgtask-test-{uuid.uuid4().hex[:12]}"
     app = Celery("bgtask_proxy", broker=f"redis://127.0.0.1:{proxy.port}/9")
