@@ -69,7 +69,9 @@ class RQBackend(RemoteBackend):
     own timeouts. If nothing was sent, the tasks run in the web process, inline or on
     ``fallback``, after a WARNING naming them. If the enqueue was sent but not answered,
     the job id is claimed in Redis so that the tasks run exactly once, here or on a worker
-    (see ``bgtask._claim``); with no answer to that either, they do not run here.
+    (see ``bgtask._claim``); with no answer to that either, they do not run here. That
+    claim is answered within 10 s of the start of the hand-off or not at all, so keep
+    ``handoff_timeout`` well under 5 s (the claim waits up to ``handoff_timeout`` too).
 
     >>> from redis import Redis
     >>> from rq import Queue
