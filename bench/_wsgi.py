@@ -23,6 +23,10 @@ def environ_template(path: str = "/") -> WSGIEnvironment:
     return environ
 
 
+def send_welcome_email(to: str) -> None:
+    """A task function importable by name (RQ and Celery workers need one); a no-op."""
+
+
 def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
     return None
 

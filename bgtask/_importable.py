@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["import_problem", "reference", "resolve", "unwrap"]
+__all__ = ["import_problem", "is_reference", "reference", "resolve", "same_callable", "unwrap"]
 
 
 def unwrap(
@@ -31,8 +31,11 @@ def unwrap(
     return func, args, kwargs
 
 
-def import_problem(func: object) -> str | None:
+def import_problem(func: object, *, bound: bool = True) -> str | None:
     """Why a worker could not import ``func`` by its module and qualified name, or None.
+
+    ``bound=False`` skips importing the name, for a decorator: while it runs, the module
+    has not bound the name yet.
 
     >>> import_problem(functools.partial) is None
     True
@@ -55,29 +58,58 @@ def import_problem(func: object) -> str | None:
     if "<lambda>" in qualname:
         return "a lambda has no name a worker can import; define a module-level function"
     if "<locals>" in qualname:
-        return (
-            "it is defined inside a function, so a worker cannot import it; "
-            "define it at module level"
-        )
+        return _local_problem(func, qualname)
     if module == "__main__":
         return (
             "it is defined in __main__ (the script being run), which is another module in a "
             "worker; move it into an importable module"
         )
+    if not bound:
+        return None
     try:
         found = resolve(f"{module}:{qualname}")
     except Exception:
         return f"importing {module}.{qualname} fails here, so it would fail in a worker too"
-    if found is func or (
-        inspect.ismethod(found)
-        and inspect.ismethod(func)
-        and found.__func__ is func.__func__
-        and found.__self__ is func.__self__
-    ):
+    if same_callable(found, func):
         return None
     return (
         f"importing {module}.{qualname} gives another object (a decorator that did not keep "
         "the function, or a name bound twice); queue the object that name refers to"
+    )
+
+
+def _local_problem(func: object, qualname: str) -> str:
+    problem = (
+        f"it is defined inside a function ({qualname}), so a worker cannot import it; "
+        "define it at module level"
+    )
+    # A decorator's wrapper closes over the function it wraps: its name hides that one's.
+    closure = getattr(func, "__closure__", None) or ()
+    wrapped = [cell.cell_contents for cell in closure if _holds_function(cell)]
+    if wrapped:
+        name = getattr(wrapped[0], "__qualname__", "the function")
+        problem += (
+            f". If it is a decorator's wrapper (it wraps {name}), the decorator hides the "
+            "decorated function's name: decorate the wrapper with @functools.wraps(func)"
+        )
+    return problem
+
+
+def _holds_function(cell: Any) -> bool:
+    try:
+        return callable(cell.cell_contents)
+    except ValueError:  # an empty cell
+        return False
+
+
+def same_callable(found: object, func: object) -> bool:
+    """Whether ``found`` is ``func``: the same object, or the same method of the same class
+    (each ``Class.method`` lookup of a classmethod builds a new bound method)."""
+    return found is func or (
+        inspect.ismethod(found)
+        and inspect.ismethod(func)
+        and found.__func__ is func.__func__
+        and found.__self__ is func.__self__
     )
 
 
@@ -88,6 +120,19 @@ def reference(func: Callable[..., object]) -> str:
     'functools:partial'
     """
     return f"{func.__module__}:{func.__qualname__}"
+
+
+def is_reference(text: object) -> bool:
+    """Whether ``text`` is a well-formed ``module:qualname`` (dotted identifiers only), so
+    checking it needs no import and logging it cannot forge a line.
+
+    >>> is_reference("yourapp.tasks:send_email"), is_reference("os:system\\nERROR forged")
+    (True, False)
+    """
+    if not isinstance(text, str) or text.count(":") != 1 or len(text) > 1000:
+        return False
+    module, _, qualname = text.partition(":")
+    return all(part.isidentifier() for part in (*module.split("."), *qualname.split(".")))
 
 
 def resolve(path: str) -> Any:

@@ -1,4 +1,10 @@
-"""The worker's side of a job: rebuild the request's collection from its payload, run it.
+"""The worker's side of a job: check its payload, rebuild the request's collection, run it.
+
+Whoever can write to the broker can write a payload, so the whole payload is checked
+before anything runs: its version, its shape, and every function it names, either in the
+application's allow-list (nothing named is imported: the declared function object runs)
+or, without one, as a well-formed ``module:qualname``. One entry that fails refuses the
+whole job, with one ERROR that shows the names escaped and truncated.
 
 The tasks run in a :class:`BackgroundTasks` built here, so the order and the error policy
 are the very code that runs them inline. Each task that succeeds adds its index (in the
@@ -9,28 +15,35 @@ not succeeded.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import itertools
+import logging
 from typing import TYPE_CHECKING, Any, Final
 
-from ._callables import is_async_callable
+from ._allowlist import shown
 from ._collection import BackgroundTasks
-from ._importable import resolve
-from ._run import Run, run_here
+from ._importable import is_reference, resolve
+from ._policy import Run
+from ._progress import recording, refusing
+from ._run import run_here
 from ._signature import check_arguments
 from ._task import BackgroundTask
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
 
+    from ._allowlist import AllowList
     from ._collection import Item
     from ._events import Mode
 
-__all__ = ["PAYLOAD_VERSION", "TasksFailed", "run_payload"]
+__all__ = ["PAYLOAD_VERSION", "JobRefused", "TasksFailed", "refuse", "run_payload"]
+
+logger: Final = logging.getLogger("bgtask")
 
 #: The payload's format, checked by the worker: a web process and its workers must agree.
-PAYLOAD_VERSION: Final = 1
+#: 2: ``declared``; workers refuse undeclared functions and malformed names.
+PAYLOAD_VERSION: Final = 2
+#: Nested collections deeper than this are refused (a crafted payload could recurse).
+MAX_DEPTH: Final = 32
 
 
 class TasksFailed(Exception):
@@ -51,30 +64,90 @@ class TasksFailed(Exception):
         )
 
 
+class JobRefused(Exception):
+    """Raised by a job the worker would not run at all; nothing of it ran."""
+
+
+def refuse(job: str, reason: str) -> JobRefused:
+    """Log why ``job`` is refused at ERROR; the exception for the engine to fail it."""
+    message = f"refused to run {job}: {reason}; none of its tasks ran"
+    logger.error("%s", message)
+    return JobRefused(message)
+
+
 def run_payload(
     payload: Mapping[str, Any],
     done: set[int],
     on_progress: Callable[[], None] | None = None,
     *,
+    allowed: AllowList | None = None,
+    job: str = "a bgtask job",
+    admit: Callable[[list[str]], bool] | None = None,
     mode: Mode = "rq",
 ) -> list[str]:
     """Run a job's collection on the worker; return the names of the tasks not done.
 
-    Tasks whose index is in ``done`` already succeeded and are skipped; each one that
-    succeeds now is added to it, then ``on_progress()`` is called.
+    With ``allowed``, every function must be declared there and nothing is imported;
+    without it each is imported by name. Raises :class:`JobRefused` (logged) before
+    running anything when the payload fails a check; then ``admit(names)`` may still
+    decline the job (False: nothing runs, nothing is left to do). Tasks whose index is in ``done``
+    already succeeded and are skipped; each one that succeeds now is added to it, then
+    ``on_progress()`` is called.
     """
-    version = payload.get("bgtask")
-    if version != PAYLOAD_VERSION:
-        msg = (
-            f"this job was queued by a bgtask with payload format {version!r}, this worker "
-            f"reads {PAYLOAD_VERSION}; run the same bgtask version on web and worker"
+    version = payload.get("bgtask") if isinstance(payload, dict) else None
+    if version != PAYLOAD_VERSION or type(version) is not int:
+        raise refuse(
+            job,
+            f"it was queued with payload format {shown(version)}, this worker reads "
+            f"{PAYLOAD_VERSION}; run the same bgtask version on web and worker",
         )
-        raise ValueError(msg)
-    names: dict[int, str] = {}
-    items = _decode(payload["tasks"], itertools.count(), done, on_progress, names)
-    collection = BackgroundTasks(items, continue_on_error=bool(payload["continue_on_error"]))
+    entries = list(_entries(payload, 0))
+    if any(entry is None for entry in entries):
+        raise refuse(job, "its payload is malformed (not what a bgtask backend sends)")
+    names = [entry["func"] for entry in entries if entry is not None]
+    if allowed is not None:
+        refused = [name for name in names if name not in allowed]
+        why = "not declared on this worker (an allow-list applies; nothing was imported)"
+    else:
+        refused = [name for name in names if not is_reference(name)]
+        why = "not a module:qualname name (nothing was imported)"
+    if refused:
+        listed = ", ".join(shown(name) for name in refused[:5])
+        more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
+        raise refuse(job, f"{len(refused)} function name(s) {why}: {listed}{more}")
+    if admit is not None and not admit([name.replace(":", ".", 1) for name in names]):
+        return []
+    labels: dict[int, str] = {}
+    items = _decode(payload["tasks"], itertools.count(), done, on_progress, labels, allowed)
+    collection = BackgroundTasks(items, continue_on_error=payload["continue_on_error"])
     run_here(Run(collection, mode))
-    return [name for index, name in names.items() if index not in done]
+    return [name for index, name in labels.items() if index not in done]
+
+
+def _entries(node: Mapping[str, Any], depth: int) -> Iterator[dict[str, Any] | None]:
+    """Every task entry under ``node``; None for anything that is not well-formed."""
+    tasks = node.get("tasks")
+    if (
+        depth > MAX_DEPTH
+        or not isinstance(tasks, list)
+        or not isinstance(node.get("continue_on_error"), bool)
+    ):
+        yield None
+        return
+    for entry in tasks:
+        if isinstance(entry, dict) and "tasks" in entry:
+            yield from _entries(entry, depth + 1)
+        elif (
+            isinstance(entry, dict)
+            and isinstance(entry.get("func"), str)
+            and isinstance(entry.get("args"), list)
+            and isinstance(entry.get("kwargs"), dict)
+            # Keyword names reach error messages: identifiers only, like Python's own.
+            and all(isinstance(key, str) and key.isidentifier() for key in entry["kwargs"])
+        ):
+            yield entry
+        else:
+            yield None
 
 
 def _decode(
@@ -82,82 +155,31 @@ def _decode(
     counter: Iterator[int],
     done: set[int],
     on_progress: Callable[[], None] | None,
-    names: dict[int, str],
+    labels: dict[int, str],
+    allowed: AllowList | None,
 ) -> list[Item]:
     items: list[Item] = []
     for entry in entries:
         if "tasks" in entry:
-            inner = _decode(entry["tasks"], counter, done, on_progress, names)
+            inner = _decode(entry["tasks"], counter, done, on_progress, labels, allowed)
             if inner:
-                items.append(
-                    BackgroundTasks(inner, continue_on_error=bool(entry["continue_on_error"]))
-                )
+                items.append(BackgroundTasks(inner, continue_on_error=entry["continue_on_error"]))
             continue
         index = next(counter)
         reference = entry["func"]
-        names[index] = reference.replace(":", ".", 1)
+        labels[index] = reference.replace(":", ".", 1)
         if index in done:
             continue
         args, kwargs = tuple(entry["args"]), dict(entry["kwargs"])
+        func: Callable[..., Any] | None = None
         try:
-            func = resolve(reference)
-            problem = check_arguments(func, args, kwargs)
+            # Declared: the function object itself, nothing imported (checked above).
+            func = allowed.lookup(reference) if allowed is not None else resolve(reference)
+            problem = check_arguments(func, args, kwargs) if func is not None else "undeclared"
         except Exception as exc:
             problem = f"cannot import it on this worker ({type(exc).__name__}: {exc})"
-        if problem is not None:
-            func = _refusing(reference, problem)
-        task = BackgroundTask(_recording(func, index, done, on_progress), *args, **kwargs)
+        if problem is not None or func is None:
+            func = refusing(reference, problem or "undeclared")
+        task = BackgroundTask(recording(func, index, done, on_progress), *args, **kwargs)
         items.append(task)
     return items
-
-
-def _recording(
-    func: Callable[..., Any],
-    index: int,
-    done: set[int],
-    on_progress: Callable[[], None] | None,
-) -> Callable[..., Any]:
-    """``func``, under its own name, adding ``index`` to ``done`` once it succeeded."""
-
-    def succeeded() -> None:
-        done.add(index)
-        if on_progress is not None:
-            on_progress()
-
-    async def after(coroutine: Any) -> None:
-        await coroutine
-        succeeded()
-
-    wrapper: Callable[..., Any]
-    if is_async_callable(func):
-
-        async def run_async(*args: Any, **kwargs: Any) -> None:
-            await func(*args, **kwargs)
-            succeeded()
-
-        wrapper = run_async
-    else:
-
-        def run(*args: Any, **kwargs: Any) -> Any:
-            result = func(*args, **kwargs)
-            if inspect.iscoroutine(result):
-                return after(result)  # a sync wrapper of a coroutine function: await it
-            succeeded()
-            return result
-
-        wrapper = run
-    # Logs name the task's function, not this wrapper.
-    return functools.update_wrapper(
-        wrapper, func, assigned=("__module__", "__qualname__"), updated=()
-    )
-
-
-def _refusing(reference: str, problem: str) -> Callable[..., None]:
-    """A stand-in that fails like the task would, under its name, saying why."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        msg = f"cannot run {reference.replace(':', '.', 1)}: {problem}"
-        raise TypeError(msg)
-
-    refuse.__module__, _, refuse.__qualname__ = reference.partition(":")
-    return refuse

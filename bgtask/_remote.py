@@ -1,182 +1,226 @@
-"""The web process's side of the RQ and Celery backends: check, encode, or run here.
+"""The web process's side of the RQ and Celery backends: check, encode, hand off, or run here.
 
 A request's collection travels as one job (see ``_job.py``) whose payload names each
 function by import path next to its arguments, in plain lists and dicts. Tasks are checked
-as they are queued, so a function a worker could not import, or arguments the engine could
-not serialize, fail in the request that queued them. When the engine cannot be reached in
-``close()``, the collection runs in this process instead.
+as they are queued, so a function a worker could not import or would refuse (undeclared),
+or arguments the engine could not serialize, fail in the request that queued them. In
+``close()`` the job is handed off under bgtask's own deadline (``_handoff.py``); when
+nothing was sent, the collection runs in this process instead. When the job may have
+reached the engine, the backend's ``settle`` decides, so that no task ever runs twice.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from typing import TYPE_CHECKING, Any, Final
+import time
+import uuid
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from . import _lifecycle
-from ._collection import BackgroundTasks, names_of, tasks_of
+from ._collection import names_of, tasks_of
+from ._handoff import NOT_SENT, SENT, Handoff, HandoffBusy
 from ._importable import import_problem, reference, unwrap
-from ._job import PAYLOAD_VERSION
+from ._serializable import Serializer, arguments_problem
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Generator, Iterable
 
+    from ._allowlist import AllowList
     from ._backend import Backend
-    from ._collection import Item
     from ._events import Mode
     from ._request import RequestTasks
+    from ._retry import RetryPolicy
     from ._task import BackgroundTask
 
-__all__ = ["RemoteBackend", "RetryPolicy", "check_remote", "describe_batch", "encode", "run_here"]
+__all__ = ["RemoteBackend", "run_here"]
 
 logger: Final = logging.getLogger("bgtask")
 
+F = TypeVar("F", bound="Callable[..., object]")
 
-class RetryPolicy:
-    """How many times an engine retries a job whose task failed, and how long it waits.
-
-    ``max`` retries at most, per job (one request's collection). Before retry ``n`` the
-    engine waits ``backoff`` seconds, or ``backoff[n - 1]`` for a sequence (its last value
-    repeats). A retry runs only the tasks that have not succeeded yet, in order: the one
-    that failed, then those it stopped (or, under ``continue_on_error``, the failed ones).
-
-    >>> policy = RetryPolicy(max=4, backoff=[1, 10, 60])
-    >>> policy.delays()
-    [1.0, 10.0, 60.0, 60.0]
-    """
-
-    __slots__ = ("backoff", "max")
-
-    def __init__(self, max: int, *, backoff: float | Sequence[float] = 0.0) -> None:
-        if isinstance(max, bool) or not isinstance(max, int) or max < 1:
-            msg = f"max must be a whole number of retries, 1 or more, got {max!r}"
-            raise ValueError(msg)
-        steps = [float(backoff)] if isinstance(backoff, int | float) else list(map(float, backoff))
-        if not steps or any(not math.isfinite(step) or step < 0 for step in steps):
-            msg = f"backoff must be seconds, zero or more (a number or a sequence), got {backoff!r}"
-            raise ValueError(msg)
-        self.max = max
-        self.backoff: tuple[float, ...] = tuple(steps)
-
-    def delays(self) -> list[float]:
-        """The wait before each retry, one per retry."""
-        last = len(self.backoff) - 1
-        return [self.backoff[min(i, last)] for i in range(self.max)]
-
-    def __repr__(self) -> str:
-        backoff = self.backoff[0] if len(self.backoff) == 1 else list(self.backoff)
-        return f"RetryPolicy(max={self.max}, backoff={backoff!r})"
-
-
-def check_remote(
-    task: BackgroundTask, *, destination: str, serializer: str, dumps: Callable[[Any], object]
-) -> None:
-    """Raise ``TypeError`` unless a worker can import ``task``'s function by name and
-    ``dumps`` (the engine's serializer) takes its arguments."""
-    func, args, kwargs = unwrap(task.func, task.args, task.kwargs)
-    problem = import_problem(func)
-    if problem is not None:
-        msg = f"cannot queue {task.name} on {destination}: {problem}"
-        raise TypeError(msg)
-    try:
-        dumps([args, kwargs])
-    except Exception as exc:
-        msg = (
-            f"cannot queue {task.name} on {destination}: its arguments cannot be serialized "
-            f"with {serializer} ({type(exc).__name__}: {exc}); pass plain data the worker "
-            "can load (ids, strings, numbers) and fetch the rest in the task"
-        )
-        raise TypeError(msg) from None
-
-
-def encode(batch: BackgroundTasks, retry: RetryPolicy | None = None) -> dict[str, Any]:
-    """The job's payload for ``batch``: plain lists, dicts and strings around the arguments."""
-    payload: dict[str, Any] = {
-        "bgtask": PAYLOAD_VERSION,
-        "continue_on_error": batch.continue_on_error,
-        "tasks": [_encode(item) for item in batch.tasks],
-    }
-    if retry is not None:
-        payload["retry_delays"] = retry.delays()
-    return payload
-
-
-def describe_batch(batch: BackgroundTasks, limit: int = 10) -> str:
-    """A job description naming the tasks (never their arguments) for the engine's logs."""
-    names = names_of(batch.tasks)
-    shown = ", ".join(names[:limit])
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return f"bgtask: {shown}{more}"
+#: At most one "still stuck" WARNING per this many seconds: every request would log one.
+BUSY_WARNING_INTERVAL: Final = 60.0
 
 
 class RemoteBackend:
     """What the RQ and Celery backends share: the check at ``add_task``, one job per
-    collection sent after the response, and running here when the engine is unreachable.
+    collection handed off after the response under a deadline, and running here when
+    nothing was sent.
 
     A subclass says where jobs go (``destination``), how the engine serializes
-    (``serializer``) and how it sends one (``send``).
+    (``serializer``), which allow-list applies (``allow_list``), how a job is handed off
+    (``handoff``: connect, ``yield``, send) and what to do when it may have arrived
+    (``settle``).
 
     >>> class Printing(RemoteBackend):
     ...     def destination(self): return "stdout"
-    ...     def serializer(self): return "repr", repr
-    ...     def send(self, batch): print(describe_batch(batch))
-    >>> backend = Printing(retry=None, fallback=None)
+    ...     def allow_list(self, create=False): return None
+    ...     def handoff(self, batch, job_id):
+    ...         yield
+    ...         print(f"sent {len(batch)} task(s) as job {job_id}")
+    >>> backend = Printing(retry=None, fallback=None, handoff_timeout=0.5)
     """
 
-    __slots__ = ("fallback", "retry")
+    __slots__ = ("_handoff", "_last_busy_warning", "fallback", "retry")
 
-    def __init__(self, *, retry: RetryPolicy | None, fallback: Backend | None) -> None:
+    #: How to declare a task, for messages: ``RQBackend(queue, tasks=[...])``.
+    declare_hint = "the backend's tasks=[...]"
+    #: Where its tasks run, as their events say.
+    mode: Mode = "rq"
+
+    def __init__(
+        self,
+        *,
+        retry: RetryPolicy | None,
+        fallback: Backend | None,
+        handoff_timeout: float,
+        tasks: Iterable[Callable[..., object]] | None = None,
+    ) -> None:
         self.retry = retry
         self.fallback = fallback
+        self._handoff = Handoff(handoff_timeout)
+        self._last_busy_warning = -float("inf")
+        if tasks is not None:
+            allowed = self.allow_list(create=True)
+            assert allowed is not None
+            for func in tasks:
+                allowed.declare(func)
+
+    @property
+    def handoff_timeout(self) -> float:
+        """How long ``close()`` waits for the engine before it decides without it."""
+        return self._handoff.timeout
 
     def destination(self) -> str:
         """Where jobs go, for messages: ``RQ queue 'bgtask'``."""
         raise NotImplementedError
 
-    def serializer(self) -> tuple[str, Callable[[Any], object]]:
-        """The engine's serializer: its name for messages, and its ``dumps``."""
+    def serializer(self) -> Serializer:
+        """The engine's serializer, which the arguments must pass."""
+        return Serializer("repr", repr, pickles=False)
+
+    def allow_list(self, create: bool = False) -> AllowList | None:
+        """The functions workers may run (None: no allow-list); ``create`` one if needed."""
         raise NotImplementedError
 
-    #: The mode of the events of tasks sent by this backend.
-    mode: Mode = "rq"
-
-    def send(self, batch: RequestTasks) -> None:
-        """Hand ``batch`` to the engine as one job; raise if it cannot be reached."""
+    def handoff(self, batch: RequestTasks, job_id: str) -> Generator[None, None, None]:
+        """Connect to the engine (sending nothing), ``yield``, then send ``batch``."""
         raise NotImplementedError
+
+    def settle(
+        self, batch: RequestTasks, job_id: str, error: BaseException | None, started: float
+    ) -> None:
+        """The hand-off failed after it started sending: the job may have arrived.
+
+        ``started`` is when the hand-off began (``time.monotonic()``). By default the
+        tasks do not run here (they could run twice): an ERROR names them.
+        """
+        self.handed_off(batch, f"{self.destination()}, unconfirmed (job {job_id})")
+        logger.error(
+            "could not tell whether job %s reached %s (%s); not running its %d background "
+            "task(s) here, so that none runs twice; if the job did not arrive they are "
+            "lost: %s",
+            job_id,
+            self.destination(),
+            _describe(error),
+            len(names_of(batch.tasks)),
+            ", ".join(names_of(batch.tasks)),
+        )
+
+    def task(self, func: F, /) -> F:
+        """Declare ``func`` a task the workers may run; returns it unchanged (a decorator)."""
+        allowed = self.allow_list(create=True)
+        assert allowed is not None
+        allowed.declare(func, bound=False)
+        return func
 
     def check(self, task: BackgroundTask) -> None:
-        """Raise ``TypeError`` for a task a worker could not import, or whose arguments the
-        engine could not serialize."""
-        name, dumps = self.serializer()
-        check_remote(task, destination=self.destination(), serializer=name, dumps=dumps)
+        """Raise ``TypeError`` for a task a worker could not import or would refuse, or
+        whose arguments the engine could not serialize."""
+        func, args, kwargs = unwrap(task.func, task.args, task.kwargs)
+        problem = import_problem(func)
+        if problem is None:
+            allowed = self.allow_list()
+            if allowed is not None and not allowed.allows(func):
+                problem = (
+                    f"{reference(func).replace(':', '.', 1)} is not declared, and workers run "
+                    f"only declared functions; declare it with {self.declare_hint} or "
+                    "decorate it with @backend.task"
+                )
+        if problem is None:
+            problem = arguments_problem(args, kwargs, self.serializer())
+            if problem is not None:
+                problem += (
+                    "; pass plain data the worker can load (ids, strings, numbers) and "
+                    "fetch the rest in the task"
+                )
+        if problem is not None:
+            msg = f"cannot queue {task.name} on {self.destination()}: {problem}"
+            raise TypeError(msg)
 
-    def submit(self, tasks: RequestTasks) -> None:
-        """Send ``tasks`` as one job; run them here if that fails. Never raises."""
+    def submit(self, tasks: RequestTasks, /) -> None:
+        """Hand ``tasks`` off as one job; run them here if nothing was sent. Never raises."""
         if tasks.seal_if_empty():
             return
         batch = tasks.take()
+        job_id = uuid.uuid4().hex  # chosen before sending: settle() asks about this job
+        started = time.monotonic()
         try:
-            self.send(batch)
-        except Exception as exc:
-            run_here(batch, self.fallback, self.destination(), exc)
+            outcome, error = self._handoff.run(lambda: self.handoff(batch, job_id))
+        except Exception as exc:  # no helper thread could start: nothing was sent
+            outcome, error = NOT_SENT, exc
+        if outcome == SENT:
+            self.handed_off(batch, f"{self.destination()} (job {job_id})")
             return
-        destination = self.destination()
+        if outcome != NOT_SENT:
+            try:
+                self.settle(batch, job_id, error, started)
+            except Exception:  # close() must not raise; not knowing, run nothing here
+                logger.exception(
+                    "could not settle job %s; not running its tasks here: %s",
+                    job_id,
+                    ", ".join(names_of(batch.tasks)),
+                )
+                unsettled = [task for task in tasks_of(batch.tasks) if task.state == "queued"]
+                for task in unsettled:
+                    _lifecycle.handed_off(
+                        task, batch, self.mode, f"{self.destination()}, unsettled", final=True
+                    )
+        elif not isinstance(error, HandoffBusy) or self._busy_warning_due():
+            run_here(batch, self.fallback, self.destination(), error)
+        else:
+            run_here(batch, self.fallback, self.destination(), error, level=logging.DEBUG)
+
+    def handed_off(self, batch: RequestTasks, destination: str) -> None:
+        """Tell ``batch``'s tasks (and their listeners) they went to ``destination``."""
         for task in tasks_of(batch.tasks):
             _lifecycle.handed_off(task, batch, self.mode, destination, final=True)
 
+    def _busy_warning_due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last_busy_warning < BUSY_WARNING_INTERVAL:
+            return False
+        self._last_busy_warning = now
+        return True
+
 
 def run_here(
-    batch: RequestTasks, fallback: Backend | None, destination: str, error: Exception
+    batch: RequestTasks,
+    fallback: Backend | None,
+    destination: str,
+    error: BaseException | None,
+    *,
+    level: int = logging.WARNING,
 ) -> None:
-    """The engine is unreachable: run ``batch`` in this process (or ``fallback``), warning."""
+    """Nothing was sent: run ``batch`` in this process (or ``fallback``), warning."""
     names = names_of(batch.tasks)
-    logger.warning(
-        "bgtask: could not enqueue %d background task(s) on %s (%s: %s); running them in "
-        "this process %s instead: %s",
+    logger.log(
+        level,
+        "could not enqueue %d background task(s) on %s (%s); running them in this "
+        "process %s instead: %s",
         len(names),
         destination,
-        type(error).__name__,
-        error,
+        _describe(error),
         "inline" if fallback is None else f"with {type(fallback).__name__}",
         ", ".join(names),
     )
@@ -186,15 +230,5 @@ def run_here(
         fallback.submit(batch)
 
 
-def _encode(item: Item) -> dict[str, Any]:
-    if isinstance(item, BackgroundTasks):
-        return {
-            "tasks": [_encode(inner) for inner in item.tasks],
-            "continue_on_error": item.continue_on_error,
-        }
-    func, args, kwargs = unwrap(item.func, item.args, item.kwargs)
-    problem = import_problem(func)
-    if problem is not None:
-        msg = f"cannot queue {item.name}: {problem}"
-        raise TypeError(msg)
-    return {"func": reference(func), "args": list(args), "kwargs": kwargs}
+def _describe(error: BaseException | None) -> str:
+    return "no error" if error is None else f"{type(error).__name__}: {error}"

@@ -7,13 +7,14 @@ app (``yourapp/celery.py``, say)::
     from bgtask.celery import CeleryBackend
 
     celery_app = Celery("yourapp", broker="amqp://guest:guest@localhost//")
-    backend = CeleryBackend(celery_app)
+    backend = CeleryBackend(celery_app, tasks=[send_welcome_email])
 
 then ``BgTask(app, backend=backend)`` in the web app and ``celery -A yourapp.celery worker``
 for the workers. Building the backend registers bgtask's one task,
-``bgtask.run_collection``, on every Celery app of the process; a worker that does not import
-that module gets it with ``Celery(..., include=["bgtask.celery"])``. No result backend is
-needed: the task ignores its result.
+``bgtask.run_collection``, on every Celery app of the process, and declares the functions
+its workers may run: ``tasks=[...]`` or the ``@backend.task`` decorator. Declaring is
+required: a worker runs only functions declared on its app, looked up by name, never
+imported from a message. No result backend is needed: the task ignores its result.
 
 The task runs the request's collection with the same order and error policy as inline; a
 failed task fails the Celery task, and with ``retry=RetryPolicy(...)`` it calls
@@ -24,15 +25,20 @@ succeeded (the message of the retry carries that progress).
 from __future__ import annotations
 
 import logging
+import select
+import socket
 import sys
 from typing import TYPE_CHECKING, Any, Final
 
-from ._job import TasksFailed
-from ._job import run_payload as _run_payload
-from ._remote import RemoteBackend, RetryPolicy, describe_batch, encode
+from ._allowlist import AllowList
+from ._celeryjob import ALLOW_LISTS, run_collection
+from ._payload import describe_batch, encode
+from ._remote import RemoteBackend
+from ._retry import RetryPolicy
+from ._serializable import Serializer
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Generator, Iterable
 
     from celery import Celery
 
@@ -53,44 +59,54 @@ _registered = False
 class CeleryBackend(RemoteBackend):
     """Sends each request's tasks to the Celery ``app``'s broker as one task, after the response.
 
-    At ``add_task`` each task is checked: its function must be importable by name in a
-    worker (no lambda, no function defined inside a function, no bound method) and its
-    arguments must pass the app's ``task_serializer`` (``json`` by default, through
-    kombu); otherwise ``TypeError`` in the request. ``queue`` names the queue to send to
-    (default: Celery's routing). ``retry`` maps onto ``Task.retry``: ``max_retries`` and a
-    ``countdown`` per retry.
+    ``tasks`` (or the ``@backend.task`` decorator) declares the functions workers may run:
+    a worker runs a function only if the backends built on its app declared it. At
+    ``add_task`` each task is checked: declared, importable by name, arguments the app's
+    ``task_serializer`` takes (``json`` by default, through kombu); otherwise
+    ``TypeError`` in the request. ``queue`` names the queue to send to (default: Celery's
+    routing). ``retry`` maps onto ``Task.retry``: ``max_retries`` and a ``countdown`` per
+    retry.
 
-    If the broker cannot be reached in ``close()``, nothing is lost: the tasks run in the
-    web process, inline or on ``fallback`` (an :class:`~bgtask.OffloadPool`, say), with a
-    WARNING naming them. How long the attempt may take is Celery's
-    ``broker_connection_timeout`` and ``task_publish_retry_policy``.
+    ``close()`` waits at most ``handoff_timeout`` seconds for the broker, whatever
+    Celery's own settings. If the connection could not be established, nothing was sent:
+    the tasks run in the web process, inline or on ``fallback``, after a WARNING naming
+    them. If the publish itself failed or timed out, the message may have reached the
+    broker, and the tasks do not run here (an ERROR names them): at most once.
 
     >>> from celery import Celery
     >>> backend = CeleryBackend(Celery(broker="memory://"), queue="bgtask")
+    >>> @backend.task
+    ... def send_welcome_email(to: str) -> None: ...
     >>> backend
     <CeleryBackend queue 'bgtask'>
     """
 
     __slots__ = ("app", "queue")
 
+    declare_hint = "CeleryBackend(app, tasks=[...])"
     mode: Mode = "celery"
 
     def __init__(
         self,
         app: Celery,
         *,
+        tasks: Iterable[Callable[..., object]] | None = None,
         retry: RetryPolicy | None = None,
         fallback: Backend | None = None,
         queue: str | None = None,
+        handoff_timeout: float = 0.5,
     ) -> None:
         import celery
 
         if not isinstance(app, celery.Celery):
             msg = f"CeleryBackend needs a celery.Celery app, got {type(app).__name__}"
             raise TypeError(msg)
-        super().__init__(retry=retry, fallback=fallback)
         self.app = app
         self.queue = queue
+        super().__init__(
+            retry=retry, fallback=fallback, handoff_timeout=handoff_timeout, tasks=tasks
+        )
+        self.allow_list(create=True)  # workers of this app now refuse what is not declared
         _register_task()
 
     def __repr__(self) -> str:
@@ -100,48 +116,71 @@ class CeleryBackend(RemoteBackend):
         queue = "its default queue" if self.queue is None else f"queue {self.queue!r}"
         return f"Celery app {self.app.main or '__main__'!r}, {queue}"
 
-    def serializer(self) -> tuple[str, Callable[[Any], object]]:
+    def serializer(self) -> Serializer:
         from kombu.serialization import dumps
 
         serializer: str = self.app.conf.task_serializer
-        return (
+        return Serializer(
             f"Celery's task_serializer ({serializer})",
             lambda data: dumps(data, serializer=serializer),  # type: ignore[no-untyped-call]
+            pickles=serializer == "pickle",
         )
 
-    def send(self, batch: RequestTasks) -> None:
+    def allow_list(self, create: bool = False) -> AllowList:
+        # Always one: for Celery the allow-list is not optional.
+        allowed = ALLOW_LISTS.get(self.app)
+        if allowed is None:
+            allowed = ALLOW_LISTS.setdefault(self.app, AllowList())
+        return allowed
+
+    def handoff(self, batch: RequestTasks, job_id: str) -> Generator[None, None, None]:
+        payload = encode(batch, self.retry, declared=True)
         description = describe_batch(batch)
-        self.app.send_task(
-            TASK_NAME,
-            args=[encode(batch, self.retry)],
-            queue=self.queue,
-            ignore_result=True,
-            # Celery's default shows the arguments (emails, tokens) in logs and events.
-            argsrepr=f"({description!r},)",
-            kwargsrepr="{}",
-        )
+        policy = dict(self.app.conf.task_publish_retry_policy or {})
+        with self.app.producer_or_acquire() as producer:
+            connection = producer.connection
+            if _closed_by_broker(connection):
+                # A pooled connection the broker closed (a restart): a publish on it would
+                # fail after writing, undecidable. Reconnect now, while nothing is sent.
+                connection.collect()
+                producer.revive(connection)
+            # Connecting sends no task: retrying it is safe. Opening the channel is a
+            # round trip (a PING on a redis:// broker), so a silent broker hangs here.
+            connection.ensure_connection(**_connect_policy(policy))
+            producer.channel  # noqa: B018
+            yield
+            self.app.send_task(
+                TASK_NAME,
+                args=[payload],
+                task_id=job_id,
+                producer=producer,
+                queue=self.queue,
+                ignore_result=True,
+                # A publish retried after it reached the broker would queue it twice.
+                retry=False,
+                # Celery's default shows the arguments (emails, tokens) in logs and events.
+                argsrepr=f"({description!r},)",
+                kwargsrepr="{}",
+            )
 
 
-def _run_collection(task: Any, payload: dict[str, Any]) -> None:
-    """The Celery task: run one request's collection, retrying under its policy."""
-    done = set(payload.get("done", ()))
-    not_done = _run_payload(payload, done, mode="celery")
-    if not not_done:
-        return
-    failure = TasksFailed.naming(not_done)
-    delays: list[float] = payload.get("retry_delays", [])
-    retries: int = task.request.retries
-    if retries < len(delays):
-        description = f"bgtask: {', '.join(not_done)}"
-        raise task.retry(
-            args=[{**payload, "done": sorted(done)}],
-            countdown=delays[retries],
-            max_retries=len(delays),
-            exc=failure,
-            argsrepr=f"({description!r},)",
-            kwargsrepr="{}",
-        )
-    raise failure
+def _closed_by_broker(connection: Any) -> bool:
+    """Whether an AMQP connection has something to read before we sent anything: the
+    broker's close, or its end of file. Nothing else arrives unasked on a producer's."""
+    if not connection.connected:
+        return False
+    sock = getattr(connection.connection, "sock", None)
+    if not isinstance(sock, socket.socket):
+        return False  # another transport: its client checks its own connections
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):  # closed already
+        return True
+
+
+def _connect_policy(policy: dict[str, Any]) -> dict[str, Any]:
+    known = ("max_retries", "interval_start", "interval_step", "interval_max")
+    return {key: policy[key] for key in known if key in policy}
 
 
 def _register_task() -> None:
@@ -151,7 +190,7 @@ def _register_task() -> None:
         return
     from celery import shared_task
 
-    shared_task(name=TASK_NAME, bind=True, ignore_result=True)(_run_collection)
+    shared_task(name=TASK_NAME, bind=True, ignore_result=True)(run_collection)
     _registered = True
 
 

@@ -10,6 +10,9 @@ import pytest
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+#: Imported only where a test means to catch it being imported (never by collection).
+collect_ignore = ["import_side_effect.py"]
+
 
 @pytest.fixture
 def bgtask_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:

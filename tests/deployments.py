@@ -21,6 +21,7 @@ from rq import Queue
 from rq.job import Job
 
 from bgtask import BackgroundTask, get_background_tasks
+from bgtask.celery import TASK_NAME
 
 from .engines import WorkerProcess, closed_port, require_service
 from .remote_tasks import read_events
@@ -54,6 +55,15 @@ class Deployment:
     unreachable: str
     #: The least time between two attempts of a job under ``/retry``'s policy.
     retry_gap: float
+    #: Publishes a payload straight to the broker, as anyone who can write to it could;
+    #: returns the job's id.
+    publish: Callable[[Any], str]
+    #: Everything the workers logged so far.
+    worker_logs: Callable[[], str]
+    #: How a worker's refusal names a job: ``RQ job`` or ``Celery task``.
+    job_kind: str
+    #: The file ``tests.import_side_effect`` writes if a worker ever imports it.
+    import_marker: Path
 
 
 class Mailer:
@@ -94,8 +104,9 @@ def unreachable_app(**config: Any) -> Celery:
 @contextlib.contextmanager
 def _workers(
     commands: Sequence[Sequence[str]], directory: Path, ready: str, env: dict[str, str]
-) -> Iterator[list[int]]:
+) -> Iterator[list[WorkerProcess]]:
     """One worker process per command, booted in parallel, stopped together."""
+    env = {**env, "BGTASK_TEST_IMPORT_MARKER": str(directory / "imported")}
     processes = [
         WorkerProcess(command, directory / f"worker-{i}.log", ready=ready, env=env)
         for i, command in enumerate(commands)
@@ -103,7 +114,7 @@ def _workers(
     try:
         for process in processes:
             process.wait_ready()
-        yield [process.pid for process in processes]
+        yield processes
     finally:
         for process in processes:
             process.terminate()  # all at once: they shut down in parallel
@@ -151,11 +162,13 @@ def rq_queue_name() -> Iterator[str]:
 
 @contextlib.contextmanager
 def rq_deployment(tmp: pytest.TempPathFactory) -> Iterator[Deployment]:
-    """Two long-running ``rq worker`` processes (SimpleWorker: no fork per job)."""
+    """Two long-running ``rq worker`` processes (SimpleWorker: no fork per job), started
+    with ``-c tests.rq_worker_settings``: they know the declared tasks."""
     with rq_queue_name() as name:
         command = [
             RQ, "worker",
             "--url", REDIS_URL,
+            "-c", "tests.rq_worker_settings",
             "--worker-class", "rq.worker.SimpleWorker",
             "--with-scheduler",  # RetryPolicy backoff: RQ schedules the retries
         ]  # fmt: skip
@@ -171,23 +184,35 @@ def rq_deployment(tmp: pytest.TempPathFactory) -> Iterator[Deployment]:
             tags: set[str] = set()
             for job_id in queue.failed_job_registry.get_job_ids():
                 payload = Job.fetch(job_id, connection=queue.connection).args[0]
-                tags.update(task["args"][1] for task in payload["tasks"])
+                entries = payload.get("tasks") if isinstance(payload, dict) else None
+                for task in entries if isinstance(entries, list) else ():
+                    if isinstance(task, dict) and len(task.get("args", ())) > 1:
+                        tags.add(task["args"][1])  # crafted jobs carry other shapes
             return tags
 
+        def publish(payload: Any) -> str:
+            return str(queue.enqueue_call("bgtask.rq.run_job", args=(payload,)).id)
+
         commands = [[*command, "--name", f"{name}-{i}", name] for i in range(2)]
+        worker_env = {"BGTASK_TEST_REDIS_URL": REDIS_URL, "BGTASK_TEST_QUEUE": name}
+        directory = tmp.mktemp("rq-workers")
         with (
-            _workers(commands, tmp.mktemp("rq-workers"), "Listening on", {}) as workers,
+            _workers(commands, directory, "Listening on", worker_env) as workers,
             _server(tmp.mktemp("rq-server"), env) as server,
         ):
             yield Deployment(
                 engine="rq",
                 server=server,
-                workers=workers,
+                workers=[worker.pid for worker in workers],
                 failed_tags=failed_tags,
                 queue_idle=lambda: queue.count == 0 and queue.started_job_registry.count == 0,
                 unreachable="on RQ queue 'bgtask-unreachable' (ConnectionError",
                 # RQ schedules in whole seconds: a 2 s backoff is at least 1 s.
                 retry_gap=1.0,
+                publish=publish,
+                worker_logs=lambda: "".join(worker.log() for worker in workers),
+                job_kind="RQ job",
+                import_marker=directory / "imported",
             )
 
 
@@ -220,21 +245,34 @@ def celery_deployment(tmp: pytest.TempPathFactory) -> Iterator[Deployment]:
             declared = connection.default_channel.queue_declare(name, passive=True)
         return int(declared.message_count) == 0
 
+    def publish(payload: Any) -> str:
+        # A Celery app of its own, with no bgtask backend: any broker writer can do this.
+        sender = Celery("crafted", broker=BROKER_URL)
+        try:
+            return str(sender.send_task(TASK_NAME, args=[payload], queue=name).id)
+        finally:
+            sender.close()
+
     commands = [[*command, "--hostname", f"{name}-{i}@%h"] for i in range(2)]
     worker_env = {"BGTASK_TEST_BROKER_URL": BROKER_URL, "BGTASK_TEST_QUEUE": name}
+    directory = tmp.mktemp("celery-workers")
     try:
         with (
-            _workers(commands, tmp.mktemp("celery-workers"), " ready.", worker_env) as workers,
+            _workers(commands, directory, " ready.", worker_env) as workers,
             _server(tmp.mktemp("celery-server"), env) as server,
         ):
             yield Deployment(
                 engine="celery",
                 server=server,
-                workers=workers,
+                workers=[worker.pid for worker in workers],
                 failed_tags=failed_tags,
                 queue_idle=queue_idle,
                 unreachable="on Celery app 'bgtask_unreachable'",
                 retry_gap=0.5,
+                publish=publish,
+                worker_logs=lambda: "".join(worker.log() for worker in workers),
+                job_kind="Celery task",
+                import_marker=directory / "imported",
             )
     finally:
         with Connection(BROKER_URL, connect_timeout=5) as connection:  # type: ignore[no-untyped-call]

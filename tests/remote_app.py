@@ -20,7 +20,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from bgtask import BackgroundTasks  # noqa: TC001 (BgTask injects by this annotation)
 from bgtask.flask import BgTask
 
-from .remote_tasks import KINDS, record_event
+from .remote_tasks import DECLARED, KINDS, record_event
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -64,9 +64,9 @@ def _rq_backends() -> dict[str, Backend]:
         connection=Redis.from_url(os.environ["BGTASK_TEST_DOWN_URL"], socket_connect_timeout=2),
     )
     return {
-        "plain": RQBackend(queue),
-        "retry": RQBackend(queue, retry=RetryPolicy(max=2, backoff=2)),
-        "down": RQBackend(unreachable),
+        "plain": RQBackend(queue, tasks=DECLARED),
+        "retry": RQBackend(queue, tasks=DECLARED, retry=RetryPolicy(max=2, backoff=2)),
+        "down": RQBackend(unreachable, tasks=DECLARED),
     }
 
 
@@ -81,7 +81,7 @@ def _celery_backends() -> dict[str, Backend]:
     return {
         "plain": celery_app.backend,
         "retry": celery_app.retrying,
-        "down": CeleryBackend(unreachable, queue=celery_app.QUEUE),
+        "down": CeleryBackend(unreachable, queue=celery_app.QUEUE, tasks=DECLARED),
     }
 
 

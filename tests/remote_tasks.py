@@ -63,9 +63,31 @@ def flaky(events: str, tag: str, failures: int) -> None:
     record_event(events, "task", tag=tag, kind="flaky")
 
 
+def write_marker(path: str) -> None:
+    """Importable, and never declared: a worker that ran it would leave ``path`` behind."""
+    Path(path).write_text("ran\n")
+
+
+def without_wraps(func: Callable[..., None]) -> Callable[..., None]:
+    """A decorator that forgets ``functools.wraps``: its wrapper hides the function's name."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        func(*args, **kwargs)
+
+    return wrapper
+
+
+@without_wraps
+def decorated(events: str, tag: str) -> None:
+    """A task behind that decorator: its qualname is ``without_wraps.<locals>.wrapper``."""
+    record(events, tag)
+
+
 KINDS: dict[str, Callable[..., object]] = {
     "record": record,
     "async": record_async,
     "fail": fail,
     "flaky": flaky,
 }
+#: The functions the test apps declare (``write_marker`` is not one of them).
+DECLARED: list[Callable[..., object]] = [record, record_async, fail, flaky]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from bgtask import BackgroundTask, BackgroundTaskMiddleware, OffloadPool
+from bgtask._job import PAYLOAD_VERSION
 from bgtask.celery import CeleryBackend
 from bgtask.rq import RQBackend
 from bgtask.testing import capture_tasks
@@ -32,7 +33,7 @@ from .deployments import (
     unreachable_queue,
 )
 from .engines import event, has_run, post, tags_run, tasks_run
-from .remote_tasks import read_events, record
+from .remote_tasks import DECLARED, read_events, record
 from .servers import wait_for
 from .wsgi import serve
 
@@ -48,14 +49,24 @@ def rq_backend(fallback: Backend | None = None) -> RQBackend:
 
 
 def celery_backend(fallback: Backend | None = None) -> CeleryBackend:
-    return CeleryBackend(unreachable_app(), fallback=fallback)
+    return CeleryBackend(
+        unreachable_app(), fallback=fallback, tasks=[*DECLARED, print, Mailer.build]
+    )
 
 
 UNREACHABLE: dict[str, Callable[..., Backend]] = {"rq": rq_backend, "celery": celery_backend}
 #: Arguments each engine's default serializer refuses, and how the error says so.
 UNSERIALIZABLE: dict[str, tuple[tuple[Any, ...], str]] = {
-    "rq": ((threading.Lock(),), r"cannot be serialized with RQ's serializer \(pickle\)"),
-    "celery": (({"a", "b"},), r"cannot be serialized with Celery's task_serializer \(json\)"),
+    "rq": (
+        (threading.Lock(),),
+        r"positional argument 1 \(of type lock\) cannot be serialized with RQ's serializer "
+        r"\(pickle\)",
+    ),
+    "celery": (
+        ({"a", "b"},),
+        r"positional argument 1 \(of type set\) cannot be serialized with Celery's "
+        r"task_serializer \(json\)",
+    ),
 }
 
 
@@ -279,3 +290,85 @@ def test_every_task_of_500_requests_runs_exactly_once_on_the_workers(
     assert {e["pid"] for e in ran} <= set(deployment.workers)
     order = [e["tag"] for e in ran]
     assert all(order.index(f"{i}-a") < order.index(f"{i}-b") for i in range(500))
+
+
+# -- what a broker writer can make a worker do ------------------------------------------------
+
+
+def crafted(*tasks: dict[str, Any], version: object = PAYLOAD_VERSION) -> dict[str, Any]:
+    """A payload written straight to the broker, not by a bgtask backend."""
+    return {"bgtask": version, "declared": True, "continue_on_error": True, "tasks": list(tasks)}
+
+
+def refused(deployment: Deployment, job_id: str) -> Callable[[], bool]:
+    return lambda: f"refused to run {deployment.job_kind} {job_id}:" in deployment.worker_logs()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["undeclared", "os-system"])
+def test_a_job_naming_an_undeclared_function_is_refused_and_nothing_runs(
+    deployment: Deployment, tmp_path: Path, target: str
+) -> None:
+    """An importable test function, or os:system: an ERROR, the job fails, no file appears."""
+    marker = tmp_path / "marker"
+    task = (
+        {"func": "tests.remote_tasks:write_marker", "args": [str(marker)], "kwargs": {}}
+        if target == "undeclared"
+        else {"func": "os:system", "args": [f"touch {marker}"], "kwargs": {}}
+    )
+    job_id = deployment.publish(crafted(task))
+    wait_for(refused(deployment, job_id), what="the worker to refuse the job")
+    name = "tests.remote_tasks:write_marker" if target == "undeclared" else "os:system"
+    assert (
+        f"not declared on this worker (an allow-list applies; nothing was imported): '{name}'"
+        in (deployment.worker_logs())
+    )
+    wait_for(deployment.queue_idle, what="the queue to be idle")
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_one_undeclared_entry_refuses_the_declared_ones_too(
+    deployment: Deployment, events: Path, tmp_path: Path
+) -> None:
+    """The whole payload is checked before anything runs."""
+    job_id = deployment.publish(
+        crafted(
+            {"func": "tests.remote_tasks:record", "args": [str(events), "first"], "kwargs": {}},
+            {"func": "os:system", "args": [f"touch {tmp_path / 'marker'}"], "kwargs": {}},
+        )
+    )
+    wait_for(refused(deployment, job_id), what="the worker to refuse the job")
+    wait_for(deployment.queue_idle, what="the queue to be idle")
+    assert tasks_run(events) == []
+    assert not (tmp_path / "marker").exists()
+
+
+@pytest.mark.slow
+def test_a_job_of_an_unknown_payload_version_is_refused(
+    deployment: Deployment, events: Path
+) -> None:
+    """Another bgtask's format: an ERROR naming it, nothing runs."""
+    task = {"func": "tests.remote_tasks:record", "args": [str(events), "v"], "kwargs": {}}
+    job_id = deployment.publish(crafted(task, version=99))
+    wait_for(refused(deployment, job_id), what="the worker to refuse the job")
+    assert "it was queued with payload format 99, this worker reads" in deployment.worker_logs()
+    assert tasks_run(events) == []
+
+
+@pytest.mark.slow
+def test_a_name_with_a_newline_is_logged_escaped_and_no_module_is_imported_for_it(
+    deployment: Deployment,
+) -> None:
+    """A forged log line stays inside the escaped name; a module named is never imported."""
+    job_id = deployment.publish(
+        crafted(
+            {"func": "tests.import_side_effect:run", "args": [], "kwargs": {}},
+            {"func": "os:system\nERROR bgtask forged line", "args": [], "kwargs": {}},
+        )
+    )
+    wait_for(refused(deployment, job_id), what="the worker to refuse the job")
+    logs = deployment.worker_logs()
+    assert r"'os:system\nERROR bgtask forged line'" in logs
+    assert not any(line.startswith("ERROR bgtask forged") for line in logs.splitlines())
+    assert not deployment.import_marker.exists()

@@ -36,8 +36,10 @@ LAYERS: dict[str, int] = {
     # 4. engines and integrations
     **dict.fromkeys(
         [
-            "_importable", "_job", "_remote", "rq", "celery", "werkzeug", "_flask_scope",
-            "_flask_views", "flask", "testing", "gunicorn",
+            "_importable", "_serializable", "_allowlist", "_payload", "_job", "_retry",
+            "_progress", "_helpers", "_handoff", "_claim", "_rqconnect", "_rqjob",
+            "_celeryjob", "_remote", "rq", "celery",
+            "werkzeug", "_flask_scope", "_flask_views", "flask", "testing", "gunicorn",
         ],
         4,
     ),

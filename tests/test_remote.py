@@ -20,8 +20,9 @@ from bgtask import (
     background,
     get_background_tasks,
 )
-from bgtask._job import PAYLOAD_VERSION, run_payload
-from bgtask._remote import RetryPolicy, encode
+from bgtask._job import PAYLOAD_VERSION, JobRefused, run_payload
+from bgtask._payload import encode
+from bgtask._retry import RetryPolicy
 
 from .remote_tasks import fail, read_events, record, record_async
 from .wsgi import serve, text_app
@@ -53,6 +54,7 @@ def test_a_payload_names_functions_by_import_path_next_to_their_arguments(events
     )
     assert encode(batch, RetryPolicy(max=2, backoff=3)) == {
         "bgtask": PAYLOAD_VERSION,
+        "declared": False,
         "continue_on_error": True,
         "tasks": [
             {"func": "tests.remote_tasks:record", "args": [str(events), "a"], "kwargs": {}},
@@ -149,10 +151,12 @@ def test_a_function_the_worker_cannot_import_fails_under_its_own_name(
     assert "missing a required argument: 'events'" in bgtask_log.text
 
 
-def test_a_payload_of_another_format_is_refused() -> None:
-    """A web process and its workers must run the same bgtask."""
-    with pytest.raises(ValueError, match="payload format 99"):
+def test_a_payload_of_another_format_is_refused(bgtask_log: pytest.LogCaptureFixture) -> None:
+    """A web process and its workers must run the same bgtask: an ERROR, the job fails."""
+    with pytest.raises(JobRefused, match="payload format 99"):
         run_payload({"bgtask": 99, "tasks": [], "continue_on_error": False}, set())
+    (error,) = [r for r in bgtask_log.records if r.levelno == logging.ERROR]
+    assert "payload format 99, this worker reads" in error.getMessage()
 
 
 @pytest.mark.parametrize(

@@ -12,12 +12,13 @@ from redis import Redis
 from rq import Queue
 
 from bgtask import BackgroundTask, BackgroundTaskMiddleware
+from bgtask._job import PAYLOAD_VERSION
 from bgtask.rq import RetryPolicy, RQBackend
 
 from . import remote_tasks
 from .deployments import REDIS_URL, RQ, delete_rq_queue, queueing, rq_queue_name, unreachable_queue
 from .engines import tasks_run
-from .remote_tasks import record
+from .remote_tasks import DECLARED, record
 from .servers import DEADLINE, ROOT
 from .wsgi import serve
 
@@ -81,3 +82,67 @@ def test_the_default_forking_worker_runs_each_job_in_a_fresh_process(
     assert [e["tag"] for e in ran] == ["fork-a", "fork-b", "fork-a", "fork-b"]
     horses = [e["pid"] for e in ran]
     assert horses[0] == horses[1] != horses[2] == horses[3] != os.getpid()
+
+
+def burst_worker(queue: str, *options: str, env: dict[str, str] | None = None) -> str:
+    """Run ``rq worker --burst`` on ``queue`` until it is empty; what it logged."""
+    result = subprocess.run(
+        [RQ, "worker", "--burst", "--url", REDIS_URL, *options, queue],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=DEADLINE,
+    )
+    return result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_a_worker_started_with_the_backends_module_runs_declared_jobs_and_one_without_refuses(
+    queue_name: str, tmp_path: Path
+) -> None:
+    """``rq worker -c tests.rq_worker_settings`` builds the backend: it knows the tasks.
+
+    Without ``-c`` the worker has no allow-list for the queue, and a job that was queued
+    with declared tasks is refused whole, saying how to start the worker.
+    """
+    events = tmp_path / "events.jsonl"
+    queue = Queue(queue_name, connection=Redis.from_url(REDIS_URL))
+    app = BackgroundTaskMiddleware(
+        queueing(BackgroundTask(record, str(events), "declared")),
+        backend=RQBackend(queue, tasks=DECLARED),
+    )
+    serve(app)
+    log = burst_worker(queue_name)
+    assert tasks_run(events) == []
+    assert "this worker declares none for queue" in log
+    assert "start the worker with `rq worker -c yourapp.module ...`" in log
+
+    serve(app)
+    settings = {"BGTASK_TEST_QUEUE": queue_name, "BGTASK_TEST_REDIS_URL": REDIS_URL}
+    burst_worker(queue_name, "-c", "tests.rq_worker_settings", env=settings)
+    assert [e["tag"] for e in tasks_run(events)] == ["declared"]
+
+
+@pytest.mark.slow
+def test_without_an_allow_list_a_worker_checks_every_name_before_importing_any(
+    queue_name: str, tmp_path: Path
+) -> None:
+    """RQ's trust model stays, but a malformed name refuses the job before any import."""
+    marker = tmp_path / "imported"
+    queue = Queue(queue_name, connection=Redis.from_url(REDIS_URL))
+    payload = {
+        "bgtask": PAYLOAD_VERSION,
+        "declared": False,
+        "continue_on_error": True,
+        "tasks": [
+            {"func": "tests.import_side_effect:run", "args": [], "kwargs": {}},
+            {"func": "os:system\nERROR bgtask forged line", "args": [], "kwargs": {}},
+        ],
+    }
+    queue.enqueue_call("bgtask.rq.run_job", args=(payload,))
+    log = burst_worker(queue_name, env={"BGTASK_TEST_IMPORT_MARKER": str(marker)})
+    assert "not a module:qualname name (nothing was imported)" in log
+    assert r"'os:system\nERROR bgtask forged line'" in log
+    assert not marker.exists()

@@ -80,3 +80,24 @@ def check_collection() -> None:
     BackgroundTasks([], True)  # type: ignore[call-arg]
     BackgroundTask(42)  # type: ignore[arg-type]
     print(state)
+
+
+def check_task_decorator() -> None:
+    """``@backend.task`` returns the function itself: its signature is kept."""
+    from celery import Celery
+    from redis import Redis
+    from rq import Queue
+
+    from bgtask.celery import CeleryBackend
+    from bgtask.rq import RQBackend
+
+    for backend in (CeleryBackend(Celery()), RQBackend(Queue(connection=Redis()))):
+        declared = backend.task(send_email)
+        declared("a@example.com", subject="Hi")
+        declared_async = backend.task(send_email_async)
+        coroutine = declared_async("a@example.com", subject="Hi")
+        coroutine.close()
+
+        declared(1)  # type: ignore[arg-type]
+        declared("a@example.com", cc="b")  # type: ignore[call-arg]
+        declared_async("a@example.com", "Hi").close()  # type: ignore[call-arg]
