@@ -17,9 +17,9 @@ from bgtask import BackgroundTask
 from bgtask.celery import CeleryBackend
 from bgtask.rq import RQBackend
 
-from .deployments import unreachable_app, unreachable_queue
-from .forking import run_python
-from .remote_tasks import DECLARED, decorated, record
+from .apps.remote_tasks import DECLARED, decorated, record
+from .helpers.deployments import unreachable_app, unreachable_queue
+from .helpers.forking import run_python
 
 SECRET = "token-5f1e-do-not-log"  # noqa: S105 (a value that must not leak)
 
@@ -70,8 +70,8 @@ import json
 from bgtask import BackgroundTask
 from bgtask.celery import CeleryBackend
 from bgtask.rq import RQBackend
-from tests.deployments import unreachable_app, unreachable_queue
-from tests.remote_tasks import DECLARED, record
+from tests.helpers.deployments import unreachable_app, unreachable_queue
+from tests.apps.remote_tasks import DECLARED, record
 
 class Point:  # defined in __main__: a worker cannot import it
     def __init__(self, x):

@@ -18,12 +18,12 @@ from bgtask._job import PAYLOAD_VERSION, JobRefused
 from bgtask._payload import encode
 from bgtask.celery import TASK_NAME, CeleryBackend
 
-from .deployments import BROKER_URL, START_RABBITMQ, queueing, unreachable_app
-from .engines import require_service, tasks_run
-from .netfaults import Proxy
-from .remote_tasks import record
-from .servers import DEADLINE, ROOT, wait_for
-from .wsgi import serve
+from .apps.remote_tasks import record
+from .helpers.deployments import BROKER_URL, START_RABBITMQ, queueing, unreachable_app
+from .helpers.engines import require_service, tasks_run
+from .helpers.netfaults import Proxy
+from .helpers.servers import DEADLINE, ROOT, wait_for
+from .helpers.wsgi import serve
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -20,9 +20,9 @@ from bgtask._payload import encode
 from bgtask.celery import CeleryBackend
 from bgtask.rq import RQBackend
 
-from . import remote_tasks
-from .deployments import Mailer, unreachable_app, unreachable_queue
-from .remote_tasks import DECLARED, read_events, record, write_marker
+from .apps import remote_tasks
+from .apps.remote_tasks import DECLARED, read_events, record, write_marker
+from .helpers.deployments import Mailer, unreachable_app, unreachable_queue
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -50,8 +50,8 @@ def test_celery_refuses_an_undeclared_function_at_add_task_saying_how_to_declare
     """For Celery the allow-list is mandatory: TypeError in the request, naming the function."""
     backend = CeleryBackend(unreachable_app())
     expected = (
-        r"cannot queue tests\.remote_tasks\.write_marker on Celery app .*: "
-        r"tests\.remote_tasks\.write_marker is not declared, and workers run only declared "
+        r"cannot queue tests\.apps\.remote_tasks\.write_marker on Celery app .*: "
+        r"tests\.apps\.remote_tasks\.write_marker is not declared, and workers run only declared "
         r"functions; declare it with CeleryBackend\(app, tasks=\[\.\.\.\]\) or decorate it "
         r"with @backend\.task"
     )
@@ -68,7 +68,7 @@ def test_a_partial_is_checked_as_the_function_it_wraps(engine: str) -> None:
         else CeleryBackend(unreachable_app(), tasks=DECLARED)
     )
     backend.check(BackgroundTask(functools.partial(record, "events"), "tag"))
-    with pytest.raises(TypeError, match=r"tests\.remote_tasks\.write_marker is not declared"):
+    with pytest.raises(TypeError, match=r"tests\.apps\.remote_tasks\.write_marker is not declared"):
         backend.check(BackgroundTask(functools.partial(write_marker, "path")))
 
 
@@ -140,8 +140,8 @@ def test_with_an_allow_list_one_undeclared_name_refuses_the_whole_job(
     """A declared task first, an importable undeclared one after: neither runs, one ERROR."""
     marker = tmp_path / "marker"
     payload = crafted(
-        entry("tests.remote_tasks:record", str(events), "declared"),
-        entry("tests.remote_tasks:write_marker", str(marker)),
+        entry("tests.apps.remote_tasks:record", str(events), "declared"),
+        entry("tests.apps.remote_tasks:write_marker", str(marker)),
     )
     with pytest.raises(JobRefused, match="1 function name"):
         run_payload(payload, set(), allowed=AllowList(DECLARED), job="job 1")
@@ -150,7 +150,8 @@ def test_with_an_allow_list_one_undeclared_name_refuses_the_whole_job(
     (error,) = [r.getMessage() for r in bgtask_log.records if r.levelno == logging.ERROR]
     assert error == (
         "refused to run job 1: 1 function name(s) not declared on this worker (an allow-list "
-        "applies; nothing was imported): 'tests.remote_tasks:write_marker'; none of its tasks ran"
+        "applies; nothing was imported): 'tests.apps.remote_tasks:write_marker'; none of its "
+        "tasks ran"
     )
 
 
@@ -180,11 +181,11 @@ def test_without_an_allow_list_every_name_is_checked_before_anything_is_imported
     """A well-formed module with an import side effect, then a malformed name: no import."""
     marker = tmp_path / "imported"
     monkeypatch.setenv("BGTASK_TEST_IMPORT_MARKER", str(marker))
-    monkeypatch.delitem(sys.modules, "tests.import_side_effect", raising=False)
-    payload = crafted(entry("tests.import_side_effect:run"), entry("not a name"))
+    monkeypatch.delitem(sys.modules, "tests.apps.import_side_effect", raising=False)
+    payload = crafted(entry("tests.apps.import_side_effect:run"), entry("not a name"))
     with pytest.raises(JobRefused, match="not a module:qualname name"):
         run_payload(payload, set())
-    assert "tests.import_side_effect" not in sys.modules
+    assert "tests.apps.import_side_effect" not in sys.modules
     assert not marker.exists()
 
 
@@ -205,13 +206,13 @@ def test_long_names_are_truncated_in_the_error(bgtask_log: pytest.LogCaptureFixt
         {"bgtask": PAYLOAD_VERSION, "tasks": "nope", "continue_on_error": False},
         {"bgtask": PAYLOAD_VERSION, "tasks": [], "continue_on_error": "yes"},
         crafted({"func": 42, "args": [], "kwargs": {}}),
-        crafted({"func": "tests.remote_tasks:record", "args": {}, "kwargs": {}}),
-        crafted({"func": "tests.remote_tasks:record", "args": [], "kwargs": {1: 2}}),
+        crafted({"func": "tests.apps.remote_tasks:record", "args": {}, "kwargs": {}}),
+        crafted({"func": "tests.apps.remote_tasks:record", "args": [], "kwargs": {1: 2}}),
         crafted(
             functools.reduce(
                 lambda inner, _: {"tasks": [inner], "continue_on_error": False},
                 range(40),
-                entry("tests.remote_tasks:record"),
+                entry("tests.apps.remote_tasks:record"),
             )
         ),
     ],
@@ -229,7 +230,7 @@ def test_an_unknown_payload_version_is_refused_escaped_and_truncated(
 ) -> None:
     """Versions other than this bgtask's: an ERROR on one line, the job fails."""
     with pytest.raises(JobRefused, match="payload format"):
-        run_payload(crafted(entry("tests.remote_tasks:record"), version=version), set())
+        run_payload(crafted(entry("tests.apps.remote_tasks:record"), version=version), set())
     (error,) = [r.getMessage() for r in bgtask_log.records if r.levelno == logging.ERROR]
     assert "\n" not in error
     assert len(error) < 500

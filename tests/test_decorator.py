@@ -16,7 +16,7 @@ from bgtask import (
     get_background_tasks,
 )
 
-from .wsgi import Call, serve
+from .helpers.wsgi import Call, serve
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment

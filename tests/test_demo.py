@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .servers import Gunicorn, lines, wait_for
+from .helpers.servers import Gunicorn, lines, wait_for
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -14,8 +14,8 @@ import pytest
 
 from bgtask import BackgroundTaskMiddleware, drain, get_background_tasks
 
-from .forking import run_python
-from .wsgi import serve
+from .helpers.forking import run_python
+from .helpers.wsgi import serve
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -74,7 +74,7 @@ def test_drain_from_inside_an_inline_task_raises_instead_of_waiting_on_itself() 
 EXIT_SCRIPT = """
     import logging, sys, threading, time
     from bgtask import BackgroundTaskMiddleware, OffloadPool, get_background_tasks
-    from tests.wsgi import serve
+    from tests.helpers.wsgi import serve
 
     logging.basicConfig(format="%(levelname)s %(name)s %(message)s")
     offload = sys.argv[1] == "offload"
@@ -134,7 +134,7 @@ def test_the_offload_queue_holds_only_what_the_exit_timeout_can_drain() -> None:
     script = """
         import json, logging, sys, threading, time
         from bgtask import BackgroundTaskMiddleware, OffloadPool, get_background_tasks
-        from tests.wsgi import serve
+        from tests.helpers.wsgi import serve
 
         logging.basicConfig(format="%(levelname)s %(name)s %(message)s")
         results = open(sys.argv[1], "a")

@@ -2,8 +2,8 @@
 
 The in-process tests use an engine on a closed port. The slow ones need Redis at
 127.0.0.1:6379 or RabbitMQ at 127.0.0.1:5672 (they skip, saying how to start it, when it is
-not there); they serve ``tests.remote_app`` under gunicorn, run two workers on a queue of
-their own, and read what ran where from an events file (``tests/deployments.py``).
+not there); they serve ``tests.apps.remote_app`` under gunicorn, run two workers on a queue of
+their own, and read what ran where from an events file (``tests/helpers/deployments.py``).
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from bgtask.celery import CeleryBackend
 from bgtask.rq import RQBackend
 from bgtask.testing import capture_tasks
 
-from . import remote_tasks
-from .deployments import (
+from .apps import remote_tasks
+from .apps.remote_tasks import DECLARED, read_events, record
+from .helpers.deployments import (
     DEPLOYMENTS,
     Deployment,
     Mailer,
@@ -32,10 +33,9 @@ from .deployments import (
     unreachable_app,
     unreachable_queue,
 )
-from .engines import event, has_run, post, tags_run, tasks_run
-from .remote_tasks import DECLARED, read_events, record
-from .servers import wait_for
-from .wsgi import serve
+from .helpers.engines import event, has_run, post, tags_run, tasks_run
+from .helpers.servers import wait_for
+from .helpers.wsgi import serve
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -150,7 +150,7 @@ def test_with_the_engine_unreachable_the_tasks_run_on_the_fallback_with_a_warnin
     (warning,) = [r for r in caplog.records if "could not enqueue" in r.getMessage()]
     assert warning.levelname == "WARNING"
     assert (
-        "with OffloadPool instead: tests.remote_tasks.record, tests.remote_tasks.record"
+        "with OffloadPool instead: tests.apps.remote_tasks.record, tests.apps.remote_tasks.record"
         in warning.getMessage()
     )
 
@@ -267,7 +267,7 @@ def test_with_the_engine_unreachable_the_tasks_run_in_the_web_process_with_a_war
     assert {e["pid"] for e in tasks_run(events)} == {event(events, "view")["pid"]}
     log = deployment.server.log()
     assert f"could not enqueue 2 background task(s) {deployment.unreachable}" in log
-    assert "inline instead: tests.remote_tasks.record, tests.remote_tasks.record" in log
+    assert "inline instead: tests.apps.remote_tasks.record, tests.apps.remote_tasks.record" in log
 
 
 @pytest.mark.slow
@@ -312,13 +312,13 @@ def test_a_job_naming_an_undeclared_function_is_refused_and_nothing_runs(
     """An importable test function, or os:system: an ERROR, the job fails, no file appears."""
     marker = tmp_path / "marker"
     task = (
-        {"func": "tests.remote_tasks:write_marker", "args": [str(marker)], "kwargs": {}}
+        {"func": "tests.apps.remote_tasks:write_marker", "args": [str(marker)], "kwargs": {}}
         if target == "undeclared"
         else {"func": "os:system", "args": [f"touch {marker}"], "kwargs": {}}
     )
     job_id = deployment.publish(crafted(task))
     wait_for(refused(deployment, job_id), what="the worker to refuse the job")
-    name = "tests.remote_tasks:write_marker" if target == "undeclared" else "os:system"
+    name = "tests.apps.remote_tasks:write_marker" if target == "undeclared" else "os:system"
     assert (
         f"not declared on this worker (an allow-list applies; nothing was imported): '{name}'"
         in (deployment.worker_logs())
@@ -334,7 +334,11 @@ def test_one_undeclared_entry_refuses_the_declared_ones_too(
     """The whole payload is checked before anything runs."""
     job_id = deployment.publish(
         crafted(
-            {"func": "tests.remote_tasks:record", "args": [str(events), "first"], "kwargs": {}},
+            {
+                "func": "tests.apps.remote_tasks:record",
+                "args": [str(events), "first"],
+                "kwargs": {},
+            },
             {"func": "os:system", "args": [f"touch {tmp_path / 'marker'}"], "kwargs": {}},
         )
     )
@@ -349,7 +353,7 @@ def test_a_job_of_an_unknown_payload_version_is_refused(
     deployment: Deployment, events: Path
 ) -> None:
     """Another bgtask's format: an ERROR naming it, nothing runs."""
-    task = {"func": "tests.remote_tasks:record", "args": [str(events), "v"], "kwargs": {}}
+    task = {"func": "tests.apps.remote_tasks:record", "args": [str(events), "v"], "kwargs": {}}
     job_id = deployment.publish(crafted(task, version=99))
     wait_for(refused(deployment, job_id), what="the worker to refuse the job")
     assert "it was queued with payload format 99, this worker reads" in deployment.worker_logs()
@@ -363,7 +367,7 @@ def test_a_name_with_a_newline_is_logged_escaped_and_no_module_is_imported_for_i
     """A forged log line stays inside the escaped name; a module named is never imported."""
     job_id = deployment.publish(
         crafted(
-            {"func": "tests.import_side_effect:run", "args": [], "kwargs": {}},
+            {"func": "tests.apps.import_side_effect:run", "args": [], "kwargs": {}},
             {"func": "os:system\nERROR bgtask forged line", "args": [], "kwargs": {}},
         )
     )

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from bgtask import BackgroundTaskMiddleware, OffloadPool, drain, get_background_tasks
 
-from .wsgi import serve
+from .helpers.wsgi import serve
 
 if TYPE_CHECKING:
     import pytest

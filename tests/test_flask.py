@@ -26,8 +26,8 @@ from bgtask import (
 from bgtask.flask import BgTask
 from bgtask.testing import closing_client
 
-from . import flask_real_annotations
-from .recording import record, record_async, request_id
+from .apps import flask_real_annotations
+from .helpers.recording import record, record_async, request_id
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -723,7 +723,7 @@ def test_a_raising_view_discards_its_tasks_with_a_warning(
     assert events == []
     assert warnings_of(bgtask_log) == [
         "background task tests.test_flask.send_welcome_email discarded: the view raised ValueError",
-        "background task tests.recording.record discarded: the view raised ValueError",
+        "background task tests.helpers.recording.record discarded: the view raised ValueError",
     ]
 
 

@@ -1,7 +1,7 @@
 """close() never hangs on an engine: every hand-off is bounded by bgtask's own deadline.
 
 A broker that accepts connections and never answers is a socket of the test's own
-(``tests.netfaults.SilentServer``); no service is needed. Redis clients keep their
+(``tests.helpers.netfaults.SilentServer``); no service is needed. Redis clients keep their
 defaults (``Redis.from_url``: 5 s), Celery its ``redis://`` transport (no limit at all):
 ``close()`` still returns after ``handoff_timeout`` and the tasks run here.
 """
@@ -24,13 +24,13 @@ from bgtask._handoff import NOT_SENT, SENT, UNKNOWN, Handoff, HandoffBusy, Hando
 from bgtask.celery import CeleryBackend
 from bgtask.rq import RQBackend
 
-from .deployments import queueing
-from .engines import tags_run
-from .forking import run_python
-from .netfaults import SilentServer
-from .remote_tasks import DECLARED, record
-from .servers import wait_for
-from .wsgi import Call
+from .apps.remote_tasks import DECLARED, record
+from .helpers.deployments import queueing
+from .helpers.engines import tags_run
+from .helpers.forking import run_python
+from .helpers.netfaults import SilentServer
+from .helpers.servers import wait_for
+from .helpers.wsgi import Call
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator
@@ -84,7 +84,9 @@ def test_close_returns_within_the_deadline_when_the_broker_never_answers(
     (warning,) = [r for r in bgtask_log.records if r.levelno == logging.WARNING]
     assert "could not enqueue 2 background task(s)" in warning.getMessage()
     assert "(HandoffTimeout: no answer within 0.5 s)" in warning.getMessage()
-    assert warning.getMessage().endswith("tests.remote_tasks.record, tests.remote_tasks.record")
+    assert warning.getMessage().endswith(
+        "tests.apps.remote_tasks.record, tests.apps.remote_tasks.record"
+    )
     assert silent.connections() >= 1  # it did try
 
 
@@ -195,9 +197,9 @@ from redis import Redis
 from rq import Queue
 from bgtask import BackgroundTask, BackgroundTaskMiddleware
 from bgtask.rq import RQBackend
-from tests.deployments import queueing
-from tests.remote_tasks import record
-from tests.wsgi import Call
+from tests.helpers.deployments import queueing
+from tests.apps.remote_tasks import record
+from tests.helpers.wsgi import Call
 
 events = sys.argv[2]
 queue = Queue("bgtask-silent", connection=Redis.from_url(f"redis://127.0.0.1:{sys.argv[1]}/0"))

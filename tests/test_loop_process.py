@@ -21,7 +21,7 @@ import pytest
 
 from bgtask import BackgroundTask, BackgroundTasks, drain, set_exit_timeout
 
-from .forking import run_python
+from .helpers.forking import run_python
 
 if TYPE_CHECKING:
     import subprocess
@@ -44,7 +44,7 @@ def json_report(result: subprocess.CompletedProcess[str]) -> Any:
 
 FORK_SCRIPT = """
     import asyncio, concurrent.futures, json, os, threading, traceback
-    from tests.forking import read_child
+    from tests.helpers.forking import read_child
     from bgtask import BackgroundTask, drain
 
     START_LOOP_FIRST = {start_loop_first}
@@ -150,7 +150,7 @@ def test_forked_child_drains_its_own_tasks_when_it_exits() -> None:
     script = """
         import asyncio, os, sys, threading
         from bgtask import BackgroundTask
-        from tests.forking import read_child
+        from tests.helpers.forking import read_child
 
         async def noop():
             pass
@@ -434,7 +434,7 @@ def test_gevent_greenlets_and_pool_threads_share_request_collections_safely() ->
         import json, logging
         import gevent
         from bgtask import BackgroundTaskMiddleware, OffloadPool, drain, get_background_tasks
-        from tests.wsgi import serve
+        from tests.helpers.wsgi import serve
 
         # 300 requests at once fill the queue: some run inline, with a WARNING; fine here.
         logging.getLogger("bgtask").setLevel(logging.ERROR)

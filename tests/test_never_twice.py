@@ -1,6 +1,6 @@
 """A hand-off that fails after it was sent never runs its tasks twice (web and worker).
 
-A TCP proxy of the test's own (``tests.netfaults.Proxy``) stands between the web side and
+A TCP proxy of the test's own (``tests.helpers.netfaults.Proxy``) stands between the web side and
 the real Redis at 127.0.0.1:6379 (skipped when absent); a real ``rq worker`` reads the
 queue directly. The proxy withholds Redis's answers once the job is stored, or holds the
 enqueue itself and lets it through later: each time ``close()`` returns within the
@@ -25,12 +25,19 @@ from bgtask import BackgroundTask, BackgroundTaskMiddleware
 from bgtask.celery import CeleryBackend
 from bgtask.rq import RQBackend
 
-from .deployments import REDIS_URL, RQ, START_REDIS, delete_rq_queue, queueing, rq_queue_name
-from .engines import WorkerProcess, require_service, tasks_run
-from .netfaults import Proxy
-from .remote_tasks import DECLARED, record
-from .servers import wait_for
-from .wsgi import Call
+from .apps.remote_tasks import DECLARED, record
+from .helpers.deployments import (
+    REDIS_URL,
+    RQ,
+    START_REDIS,
+    delete_rq_queue,
+    queueing,
+    rq_queue_name,
+)
+from .helpers.engines import WorkerProcess, require_service, tasks_run
+from .helpers.netfaults import Proxy
+from .helpers.servers import wait_for
+from .helpers.wsgi import Call
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -35,8 +35,8 @@ from bgtask import (
 from bgtask.flask import BgTask
 from bgtask.testing import capture_tasks, closing_client
 
-from .forking import run_python
-from .wsgi import Call
+from .helpers.forking import run_python
+from .helpers.wsgi import Call
 
 if TYPE_CHECKING:
     import subprocess
@@ -668,8 +668,8 @@ SCRIPT_APP = textwrap.dedent("""
     import json, os, sys, threading, time
     from pathlib import Path
     from bgtask import BackgroundTaskMiddleware, OffloadPool, drain, get_background_tasks
-    from tests.forking import read_child
-    from tests.wsgi import serve
+    from tests.helpers.forking import read_child
+    from tests.helpers.wsgi import serve
 
     DEADLINE = 10.0
 

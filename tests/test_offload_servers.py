@@ -1,6 +1,6 @@
 """Offload mode under real gunicorn workers: answers at once, tasks run once, drain at exit.
 
-Each test starts gunicorn in a subprocess on 127.0.0.1 serving ``tests.server_app`` with
+Each test starts gunicorn in a subprocess on 127.0.0.1 serving ``tests.apps.server_app`` with
 offload switched on by its environment, and reads what the tasks did from the events file,
 waiting with deadlines. The only timing assertions are orderings that hold by a wide margin.
 """
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .servers import DEADLINE, Gunicorn, wait_for
-from .serving import (
+from .helpers.servers import DEADLINE, Gunicorn, wait_for
+from .helpers.serving import (
     KEEP_ALIVE_WORKERS,
     WORKERS,
     assert_each_request_ran_its_tasks_once_in_order,
@@ -51,9 +51,9 @@ def serve(
     env: dict[str, str] | None = None,
     **options: Any,
 ) -> Gunicorn:
-    """gunicorn serving ``tests.server_app:app``, offloaded unless ``env`` says otherwise."""
+    """gunicorn serving ``tests.apps.server_app:app``, offloaded unless ``env`` says otherwise."""
     return Gunicorn(
-        "tests.server_app:app",
+        "tests.apps.server_app:app",
         tmp_path / "server.log",
         worker_class=worker_class,
         env={"BGTASK_TEST_EVENTS": str(events), **(OFFLOAD if env is None else env)},
@@ -91,7 +91,14 @@ def test_worker_restarted_by_max_requests_finishes_an_offloaded_task_longer_than
     tmp_path: Path, events: Path
 ) -> None:
     """--max-requests 1 --timeout 2, a 4 s task: with bgtask's hook, the exiting worker ends it."""
-    args = ["--config", "tests/gunicorn_heartbeat_conf.py", "--timeout", "2", "--max-requests", "1"]
+    args = [
+        "--config",
+        "tests/apps/gunicorn_heartbeat_conf.py",
+        "--timeout",
+        "2",
+        "--max-requests",
+        "1",
+    ]
     with serve(tmp_path, events, "sync", args=args) as server:
         response, _ = get(server, "/cl?tag=long&task=sync&seconds=4")
         assert response.status == 200

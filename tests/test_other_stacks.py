@@ -29,7 +29,7 @@ from werkzeug.test import Client
 from bgtask import BackgroundTaskMiddleware, BackgroundTasks, get_background_tasks
 from bgtask.testing import closing_client
 
-from .wsgi import Call
+from .helpers.wsgi import Call
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -24,8 +24,8 @@ from bgtask._job import PAYLOAD_VERSION, JobRefused, run_payload
 from bgtask._payload import encode
 from bgtask._retry import RetryPolicy
 
-from .remote_tasks import fail, read_events, record, record_async
-from .wsgi import serve, text_app
+from .apps.remote_tasks import fail, read_events, record, record_async
+from .helpers.wsgi import serve, text_app
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -57,11 +57,11 @@ def test_a_payload_names_functions_by_import_path_next_to_their_arguments(events
         "declared": False,
         "continue_on_error": True,
         "tasks": [
-            {"func": "tests.remote_tasks:record", "args": [str(events), "a"], "kwargs": {}},
+            {"func": "tests.apps.remote_tasks:record", "args": [str(events), "a"], "kwargs": {}},
             {
                 "tasks": [
                     {
-                        "func": "tests.remote_tasks:record_async",
+                        "func": "tests.apps.remote_tasks:record_async",
                         "args": [str(events), "b"],
                         "kwargs": {},
                     }
@@ -105,12 +105,15 @@ def test_a_failure_stops_the_rest_and_a_rerun_resumes_at_the_failed_task(
     )
     done: set[int] = set()
     not_done = run_payload(payload, done)
-    assert not_done == ["tests.remote_tasks.fail", "tests.remote_tasks.record"]
+    assert not_done == ["tests.apps.remote_tasks.fail", "tests.apps.remote_tasks.record"]
     assert ran(events) == ["a", "b"]
-    assert "background task tests.remote_tasks.fail failed" in bgtask_log.text
-    assert "background task tests.remote_tasks.record skipped" in bgtask_log.text
+    assert "background task tests.apps.remote_tasks.fail failed" in bgtask_log.text
+    assert "background task tests.apps.remote_tasks.record skipped" in bgtask_log.text
 
-    assert run_payload(payload, done) == ["tests.remote_tasks.fail", "tests.remote_tasks.record"]
+    assert run_payload(payload, done) == [
+        "tests.apps.remote_tasks.fail",
+        "tests.apps.remote_tasks.record",
+    ]
     assert ran(events) == ["a", "b", "b"]  # a is not run again
 
 
@@ -126,8 +129,8 @@ def test_under_continue_on_error_a_rerun_runs_only_the_failed_tasks(events: Path
         )
     )
     done: set[int] = set()
-    assert run_payload(payload, done) == ["tests.remote_tasks.fail"]
-    assert run_payload(payload, done) == ["tests.remote_tasks.fail"]
+    assert run_payload(payload, done) == ["tests.apps.remote_tasks.fail"]
+    assert run_payload(payload, done) == ["tests.apps.remote_tasks.fail"]
     assert ran(events) == ["a", "b", "a"]
 
 
@@ -137,15 +140,18 @@ def test_a_function_the_worker_cannot_import_fails_under_its_own_name(
     """Code that differs between web and worker: that task fails, the policy decides the rest."""
     payload = encode(BackgroundTasks([BackgroundTask(record, str(events), "a")]))
     payload["tasks"].insert(0, {"func": "tests.no_such_module:task", "args": [], "kwargs": {}})
-    payload["tasks"].insert(1, {"func": "tests.remote_tasks:record", "args": [], "kwargs": {}})
+    payload["tasks"].insert(1, {"func": "tests.apps.remote_tasks:record", "args": [], "kwargs": {}})
     payload["continue_on_error"] = True
     done: set[int] = set()
-    assert run_payload(payload, done) == ["tests.no_such_module.task", "tests.remote_tasks.record"]
+    assert run_payload(payload, done) == [
+        "tests.no_such_module.task",
+        "tests.apps.remote_tasks.record",
+    ]
     assert ran(events) == ["a"]
     failures = [r for r in bgtask_log.records if r.levelno == logging.ERROR]
     assert [r.getMessage() for r in failures] == [
         "background task tests.no_such_module.task failed",
-        "background task tests.remote_tasks.record failed",
+        "background task tests.apps.remote_tasks.record failed",
     ]
     assert "cannot import it on this worker (ModuleNotFoundError" in bgtask_log.text
     assert "missing a required argument: 'events'" in bgtask_log.text

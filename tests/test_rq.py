@@ -15,12 +15,19 @@ from bgtask import BackgroundTask, BackgroundTaskMiddleware
 from bgtask._job import PAYLOAD_VERSION
 from bgtask.rq import RetryPolicy, RQBackend
 
-from . import remote_tasks
-from .deployments import REDIS_URL, RQ, delete_rq_queue, queueing, rq_queue_name, unreachable_queue
-from .engines import tasks_run
-from .remote_tasks import DECLARED, record
-from .servers import DEADLINE, ROOT
-from .wsgi import serve
+from .apps import remote_tasks
+from .apps.remote_tasks import DECLARED, record
+from .helpers.deployments import (
+    REDIS_URL,
+    RQ,
+    delete_rq_queue,
+    queueing,
+    rq_queue_name,
+    unreachable_queue,
+)
+from .helpers.engines import tasks_run
+from .helpers.servers import DEADLINE, ROOT
+from .helpers.wsgi import serve
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -102,7 +109,7 @@ def burst_worker(queue: str, *options: str, env: dict[str, str] | None = None) -
 def test_a_worker_started_with_the_backends_module_runs_declared_jobs_and_one_without_refuses(
     queue_name: str, tmp_path: Path
 ) -> None:
-    """``rq worker -c tests.rq_worker_settings`` builds the backend: it knows the tasks.
+    """``rq worker -c tests.apps.rq_worker_settings`` builds the backend: it knows the tasks.
 
     Without ``-c`` the worker has no allow-list for the queue, and a job that was queued
     with declared tasks is refused whole, saying how to start the worker.
@@ -121,7 +128,7 @@ def test_a_worker_started_with_the_backends_module_runs_declared_jobs_and_one_wi
 
     serve(app)
     settings = {"BGTASK_TEST_QUEUE": queue_name, "BGTASK_TEST_REDIS_URL": REDIS_URL}
-    burst_worker(queue_name, "-c", "tests.rq_worker_settings", env=settings)
+    burst_worker(queue_name, "-c", "tests.apps.rq_worker_settings", env=settings)
     assert [e["tag"] for e in tasks_run(events)] == ["declared"]
 
 
@@ -137,7 +144,7 @@ def test_without_an_allow_list_a_worker_checks_every_name_before_importing_any(
         "declared": False,
         "continue_on_error": True,
         "tasks": [
-            {"func": "tests.import_side_effect:run", "args": [], "kwargs": {}},
+            {"func": "tests.apps.import_side_effect:run", "args": [], "kwargs": {}},
             {"func": "os:system\nERROR bgtask forged line", "args": [], "kwargs": {}},
         ],
     }

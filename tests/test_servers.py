@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .servers import DEADLINE, Gunicorn, Server, WerkzeugServer, wait_for
-from .serving import (
+from .helpers.servers import DEADLINE, Gunicorn, Server, WerkzeugServer, wait_for
+from .helpers.serving import (
     KEEP_ALIVE_WORKERS,
     WORKERS,
     assert_each_request_ran_its_tasks_once_in_order,
@@ -43,7 +43,7 @@ def serve(tmp_path: Path, events: Path, server: str, *, workers: int = 1, **opti
     if server == "werkzeug":
         return WerkzeugServer(tmp_path / "server.log", env=env)
     return Gunicorn(
-        "tests.server_app:app",
+        "tests.apps.server_app:app",
         tmp_path / "server.log",
         worker_class=server,
         workers=workers,
@@ -201,7 +201,7 @@ def test_with_the_hook_a_task_that_outlives_graceful_timeout_is_named_before_the
 ) -> None:
     """bgtask.gunicorn's hook, --graceful-timeout 3, a 30 s inline task, SIGTERM: an ERROR
     names the task before the master's SIGKILL ends the worker."""
-    args = ["--config", "tests/gunicorn_heartbeat_conf.py", "--graceful-timeout", "3"]
+    args = ["--config", "tests/apps/gunicorn_heartbeat_conf.py", "--graceful-timeout", "3"]
     with serve(tmp_path, events, server_kind, args=args) as server:
         response, _ = get(server, "/cl?tag=long&task=sync&seconds=30")
         assert response.status == 200
@@ -212,7 +212,7 @@ def test_with_the_hook_a_task_that_outlives_graceful_timeout_is_named_before_the
         log = server.log()
     [line] = [line for line in log.splitlines() if "graceful timeout" in line]
     assert line.endswith(
-        "background task tests.server_app.sync_task cut: gunicorn's graceful timeout (3 s) "
+        "background task tests.apps.server_app.sync_task cut: gunicorn's graceful timeout (3 s) "
         "ends in a moment while it ran"
     )
     assert not has_event(events, "end", "long")()

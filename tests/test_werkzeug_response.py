@@ -16,7 +16,7 @@ from bgtask import BackgroundTask, BackgroundTaskMiddleware, BackgroundTasks, ge
 from bgtask.testing import closing_client
 from bgtask.werkzeug import BackgroundResponse
 
-from .recording import record, record_async, request_id
+from .helpers.recording import record, record_async, request_id
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication

@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 20.0
 _LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
 
@@ -146,10 +146,10 @@ class Gunicorn(Server):
 
 
 class WerkzeugServer(Server):
-    """Werkzeug's threaded development server, serving ``tests.server_app``."""
+    """Werkzeug's threaded development server, serving ``tests.apps.server_app``."""
 
     def __init__(self, log_path: Path, *, env: dict[str, str] | None = None) -> None:
-        super().__init__([sys.executable, "-m", "tests.werkzeug_server"], log_path, env=env)
+        super().__init__([sys.executable, "-m", "tests.apps.werkzeug_server"], log_path, env=env)
 
 
 def lines(path: Path) -> Iterator[str]:

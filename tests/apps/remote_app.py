@@ -4,7 +4,7 @@
 ``celery``), ``/retry`` to the same engine with a ``RetryPolicy``, and ``/down`` to one
 that cannot be reached (a closed port). ``POST <mount>/tasks`` with a JSON body
 ``{"events": path, "tasks": [[kind, tag, ...], ...], "continue_on_error": bool}`` queues
-those tasks (``tests.remote_tasks.KINDS``), records a ``view`` event in the web process,
+those tasks (``tests.apps.remote_tasks.KINDS``), records a ``view`` event in the web process,
 and a ``closed`` event when the response is closed, just before the backend's submit.
 """
 
@@ -86,7 +86,7 @@ def _celery_backends() -> dict[str, Backend]:
 
 
 def build() -> DispatcherMiddleware:
-    """The app gunicorn serves (``tests.remote_app:build()``), for ``$BGTASK_TEST_ENGINE``."""
+    """The app gunicorn serves (``tests.apps.remote_app:build()``), for ``$BGTASK_TEST_ENGINE``."""
     engine = os.environ["BGTASK_TEST_ENGINE"]
     backends = _rq_backends() if engine == "rq" else _celery_backends()
     apps: dict[str, WSGIApplication] = {

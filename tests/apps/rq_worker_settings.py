@@ -1,4 +1,4 @@
-"""The RQ workers' settings module: ``rq worker -c tests.rq_worker_settings``.
+"""The RQ workers' settings module: ``rq worker -c tests.apps.rq_worker_settings``.
 
 RQ imports it when the worker starts (``-c``/``--config``, RQ's own mechanism), before
 any job, so the worker process builds the tests' RQBackend and knows its declared tasks:

@@ -1,4 +1,4 @@
-"""The Celery app of the Celery tests: ``celery -A tests.celery_app worker`` loads it.
+"""The Celery app of the Celery tests: ``celery -A tests.apps.celery_app worker`` loads it.
 
 Building the backends here registers bgtask's task and declares the task functions, so
 the workers have the one and run only the others. The broker

@@ -1,7 +1,7 @@
 """The RQ and Celery deployments the engine tests run against, in one shape.
 
 Each is Redis or RabbitMQ (skipped, saying how to start it, when absent), a queue of its
-own, two worker processes and ``tests.remote_app`` under gunicorn; everything is removed
+own, two worker processes and ``tests.apps.remote_app`` under gunicorn; everything is removed
 afterwards. The shared scenarios in ``test_engines.py`` take a :class:`Deployment`.
 """
 
@@ -23,8 +23,8 @@ from rq.job import Job
 from bgtask import BackgroundTask, get_background_tasks
 from bgtask.celery import TASK_NAME
 
+from ..apps.remote_tasks import read_events
 from .engines import WorkerProcess, closed_port, require_service
-from .remote_tasks import read_events
 from .servers import Gunicorn, Server
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class Deployment:
     worker_logs: Callable[[], str]
     #: How a worker's refusal names a job: ``RQ job`` or ``Celery task``.
     job_kind: str
-    #: The file ``tests.import_side_effect`` writes if a worker ever imports it.
+    #: The file ``tests.apps.import_side_effect`` writes if a worker ever imports it.
     import_marker: Path
 
 
@@ -123,7 +123,7 @@ def _workers(
 
 
 def _server(directory: Path, env: dict[str, str]) -> Gunicorn:
-    return Gunicorn("tests.remote_app:build()", directory / "server.log", threads=8, env=env)
+    return Gunicorn("tests.apps.remote_app:build()", directory / "server.log", threads=8, env=env)
 
 
 def delete_rq_queue(name: str) -> None:
@@ -163,12 +163,12 @@ def rq_queue_name() -> Iterator[str]:
 @contextlib.contextmanager
 def rq_deployment(tmp: pytest.TempPathFactory) -> Iterator[Deployment]:
     """Two long-running ``rq worker`` processes (SimpleWorker: no fork per job), started
-    with ``-c tests.rq_worker_settings``: they know the declared tasks."""
+    with ``-c tests.apps.rq_worker_settings``: they know the declared tasks."""
     with rq_queue_name() as name:
         command = [
             RQ, "worker",
             "--url", REDIS_URL,
-            "-c", "tests.rq_worker_settings",
+            "-c", "tests.apps.rq_worker_settings",
             "--worker-class", "rq.worker.SimpleWorker",
             "--with-scheduler",  # RetryPolicy backoff: RQ schedules the retries
         ]  # fmt: skip
@@ -218,11 +218,11 @@ def rq_deployment(tmp: pytest.TempPathFactory) -> Iterator[Deployment]:
 
 @contextlib.contextmanager
 def celery_deployment(tmp: pytest.TempPathFactory) -> Iterator[Deployment]:
-    """Two ``celery -A tests.celery_app worker`` processes, each a pool of four threads."""
+    """Two ``celery -A tests.apps.celery_app worker`` processes, each a pool of four threads."""
     require_service("127.0.0.1", 5672, "RabbitMQ", START_RABBITMQ)
     name = f"bgtask-test-{uuid.uuid4().hex[:12]}"
     command = [
-        sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker",
+        sys.executable, "-m", "celery", "-A", "tests.apps.celery_app", "worker",
         "--queues", name,
         "--pool", "threads", "--concurrency", "4",
         # Without heartbeats a warm shutdown waits 10 s for the worker's event loop.
@@ -237,7 +237,7 @@ def celery_deployment(tmp: pytest.TempPathFactory) -> Iterator[Deployment]:
     }
 
     def failed_tags(events: Path) -> set[str]:
-        # tests.celery_app records each job that failed for good.
+        # tests.apps.celery_app records each job that failed for good.
         return {tag for e in read_events(events) if e["event"] == "job_failed" for tag in e["tags"]}
 
     def queue_idle() -> bool:

@@ -1,4 +1,4 @@
-"""Talking to ``tests.server_app`` under a real server: requests, load, and what ran.
+"""Talking to ``tests.apps.server_app`` under a real server: requests, load, and what ran.
 
 Its tasks append JSON lines to an events file; these helpers read them, wait on them with a
 deadline, and check the load tests' promise: every request's two tasks, once, in order,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .remote_tasks import read_events
+from ..apps.remote_tasks import read_events
 from .servers import DEADLINE, Server, spawn, wait_for
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Serve ``tests.server_app`` with Werkzeug's threaded dev server on an ephemeral port.
+"""Serve ``tests.apps.server_app`` with Werkzeug's threaded dev server on an ephemeral port.
 
 Run as a script by the tests; prints ``Listening at: http://127.0.0.1:PORT`` once bound.
 """
@@ -9,7 +9,7 @@ import sys
 
 from werkzeug.serving import make_server
 
-from tests.server_app import app
+from tests.apps.server_app import app
 
 if __name__ == "__main__":
     server = make_server("127.0.0.1", 0, app, threaded=True)

@@ -1,0 +1,1 @@
+"""What the tests share: WSGI calls, real servers, workers, processes and faults."""
