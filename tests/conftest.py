@@ -1,4 +1,4 @@
-"""Shared fixtures: the bgtask logger captured at DEBUG for every test that asks."""
+"""Shared fixtures: the bgtask logger captured at DEBUG, and where tasks record what ran."""
 
 from __future__ import annotations
 
@@ -7,11 +7,17 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from .helpers.recording import request_id
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
+
+    import flask
+    from flask.testing import FlaskClient
 
 #: Imported only where a test means to catch it being imported (never by collection).
-collect_ignore = ["import_side_effect.py"]
+collect_ignore = ["apps/import_side_effect.py"]
 
 
 @pytest.fixture
@@ -19,3 +25,44 @@ def bgtask_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFi
     """caplog, recording the ``bgtask`` logger from DEBUG up."""
     with caplog.at_level(logging.DEBUG, logger="bgtask"):
         yield caplog
+
+
+@pytest.fixture
+def events() -> list[str]:
+    """What in-process tasks record (``tests.helpers.recording.record``), in order."""
+    return []
+
+
+@pytest.fixture
+def events_file(tmp_path: Path) -> Path:
+    """The file tasks in other processes append their JSON event lines to."""
+    return tmp_path / "events.jsonl"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_request_id() -> Iterator[None]:
+    """Views set the request id in the test's own context (in-process WSGI calls run in it):
+    each test starts from the default again."""
+    token = request_id.set("-")
+    yield
+    request_id.reset(token)
+
+
+@pytest.fixture
+def app() -> flask.Flask:
+    """A Flask app with ``BgTask`` installed."""
+    import flask
+
+    from bgtask.flask import BgTask
+
+    app = flask.Flask("tests.flask_app")
+    BgTask(app)
+    return app
+
+
+@pytest.fixture
+def client(app: flask.Flask) -> FlaskClient:
+    """``app``'s test client, closing every response (so tasks have run when it returns)."""
+    from bgtask.testing import closing_client
+
+    return closing_client(app.test_client())

@@ -129,23 +129,18 @@ def test_a_function_defined_inside_a_function_cannot_be_declared() -> None:
 # -- on the worker, before anything runs ------------------------------------------------------
 
 
-@pytest.fixture
-def events(tmp_path: Path) -> Path:
-    return tmp_path / "events.jsonl"
-
-
 def test_with_an_allow_list_one_undeclared_name_refuses_the_whole_job(
-    events: Path, tmp_path: Path, bgtask_log: pytest.LogCaptureFixture
+    events_file: Path, tmp_path: Path, bgtask_log: pytest.LogCaptureFixture
 ) -> None:
     """A declared task first, an importable undeclared one after: neither runs, one ERROR."""
     marker = tmp_path / "marker"
     payload = crafted(
-        entry("tests.apps.remote_tasks:record", str(events), "declared"),
+        entry("tests.apps.remote_tasks:record", str(events_file), "declared"),
         entry("tests.apps.remote_tasks:write_marker", str(marker)),
     )
     with pytest.raises(JobRefused, match="1 function name"):
         run_payload(payload, set(), allowed=AllowList(DECLARED), job="job 1")
-    assert not events.exists()
+    assert not events_file.exists()
     assert not marker.exists()
     (error,) = [r.getMessage() for r in bgtask_log.records if r.levelno == logging.ERROR]
     assert error == (
@@ -155,11 +150,13 @@ def test_with_an_allow_list_one_undeclared_name_refuses_the_whole_job(
     )
 
 
-def test_with_an_allow_list_the_declared_function_object_runs(events: Path) -> None:
+def test_with_an_allow_list_the_declared_function_object_runs(events_file: Path) -> None:
     """The allow-list maps names to the functions themselves."""
-    payload = encode(BackgroundTasks([BackgroundTask(record, str(events), "a")]), declared=True)
+    payload = encode(
+        BackgroundTasks([BackgroundTask(record, str(events_file), "a")]), declared=True
+    )
     assert run_payload(payload, set(), allowed=AllowList(DECLARED)) == []
-    assert [e["tag"] for e in read_events(events)] == ["a"]
+    assert [e["tag"] for e in read_events(events_file)] == ["a"]
 
 
 @pytest.mark.parametrize("allowed", [None, AllowList(DECLARED)], ids=["no-allow-list", "declared"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import threading
 from typing import TYPE_CHECKING
 
@@ -16,12 +15,11 @@ from bgtask import (
     get_background_tasks,
 )
 
+from .helpers.recording import request_id
 from .helpers.wsgi import Call, serve
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
-
-request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
 async def notify_user(email: str, events: list[str]) -> None:

@@ -137,10 +137,12 @@ def test_with_the_engine_unreachable_the_tasks_run_on_the_fallback_with_a_warnin
     unreachable: Callable[..., Backend], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An OffloadPool fallback runs them in this process, in order, after a WARNING."""
-    events = str(tmp_path / "events.jsonl")
+    events_file = str(tmp_path / "events.jsonl")
     pool = OffloadPool(threads=1)
     app = BackgroundTaskMiddleware(
-        queueing(BackgroundTask(record, events, "a"), BackgroundTask(record, events, "b")),
+        queueing(
+            BackgroundTask(record, events_file, "a"), BackgroundTask(record, events_file, "b")
+        ),
         backend=unreachable(fallback=pool),
     )
     with caplog.at_level(logging.WARNING, logger="bgtask"):
@@ -179,76 +181,73 @@ def deployment(
         yield deployed
 
 
-@pytest.fixture
-def events(tmp_path: Path) -> Path:
-    return tmp_path / "events.jsonl"
-
-
 @pytest.mark.slow
 def test_tasks_run_on_a_worker_process_after_the_response(
-    deployment: Deployment, events: Path
+    deployment: Deployment, events_file: Path
 ) -> None:
     """The job starts after close(), in a worker process, and runs the tasks in order."""
-    answer = post(deployment.server, "/plain/tasks", {"events": str(events), "tasks": [
+    answer = post(deployment.server, "/plain/tasks", {"events": str(events_file), "tasks": [
         ["record", "a"], ["record", "b"], ["record", "c"],
     ]})  # fmt: skip
-    wait_for(has_run(events, "a", "b", "c"), what="the tasks to run on a worker")
-    ran = tasks_run(events)
+    wait_for(has_run(events_file, "a", "b", "c"), what="the tasks to run on a worker")
+    ran = tasks_run(events_file)
     assert [e["tag"] for e in ran] == ["a", "b", "c"]
     assert {e["pid"] for e in ran} < set(deployment.workers)
-    assert answer["pid"] == event(events, "view")["pid"] not in deployment.workers
-    assert event(events, "closed")["time"] <= ran[0]["time"]
+    assert answer["pid"] == event(events_file, "view")["pid"] not in deployment.workers
+    assert event(events_file, "closed")["time"] <= ran[0]["time"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("continue_on_error", [False, True])
 def test_a_failing_task_fails_the_job_and_stops_the_rest_unless_continue_on_error(
-    deployment: Deployment, events: Path, continue_on_error: bool
+    deployment: Deployment, events_file: Path, continue_on_error: bool
 ) -> None:
     """The job fails for good; the task after the failure runs only with continue_on_error."""
     tag = "go" if continue_on_error else "stop"
     post(deployment.server, "/plain/tasks", {
-        "events": str(events), "continue_on_error": continue_on_error,
+        "events": str(events_file), "continue_on_error": continue_on_error,
         "tasks": [["record", f"{tag}-a"], ["fail", f"{tag}-b"], ["record", f"{tag}-c"]],
     })  # fmt: skip
-    wait_for(lambda: f"{tag}-b" in deployment.failed_tags(events), what="the job to fail")
+    wait_for(lambda: f"{tag}-b" in deployment.failed_tags(events_file), what="the job to fail")
     expected = [f"{tag}-a", f"{tag}-b"] + ([f"{tag}-c"] if continue_on_error else [])
-    assert tags_run(events) == expected
+    assert tags_run(events_file) == expected
 
 
 @pytest.mark.slow
 def test_a_retry_policy_retries_the_job_from_the_task_that_failed(
-    deployment: Deployment, events: Path
+    deployment: Deployment, events_file: Path
 ) -> None:
     """RetryPolicy(max=2): two retries, then the engine gives up.
 
     A retry skips the tasks that already succeeded: the first task runs once.
     """
-    post(deployment.server, "/retry/tasks", {"events": str(events), "tasks": [
+    post(deployment.server, "/retry/tasks", {"events": str(events_file), "tasks": [
         ["record", "ok-a"], ["flaky", "ok-b", 2], ["record", "ok-c"],
     ]})  # fmt: skip
-    post(deployment.server, "/retry/tasks", {"events": str(events), "tasks": [
+    post(deployment.server, "/retry/tasks", {"events": str(events_file), "tasks": [
         ["flaky", "never-d", 10], ["record", "never-e"],
     ]})  # fmt: skip
-    wait_for(has_run(events, "ok-c"), what="the flaky task to succeed on its third attempt")
-    wait_for(lambda: "never-d" in deployment.failed_tags(events), what="the engine to give up")
-    all_events = read_events(events)
+    wait_for(has_run(events_file, "ok-c"), what="the flaky task to succeed on its third attempt")
+    wait_for(lambda: "never-d" in deployment.failed_tags(events_file), what="the engine to give up")
+    all_events = read_events(events_file)
     for tag in ("ok-b", "never-d"):
         attempts = [e["time"] for e in all_events if e["event"] == "attempt" and e["tag"] == tag]
         assert len(attempts) == 3, tag
         gaps = [later - earlier for earlier, later in itertools.pairwise(attempts)]
         assert all(gap >= deployment.retry_gap for gap in gaps), gaps
-    assert sorted(tags_run(events)) == ["ok-a", "ok-b", "ok-c"]
+    assert sorted(tags_run(events_file)) == ["ok-a", "ok-b", "ok-c"]
 
 
 @pytest.mark.slow
-def test_async_tasks_run_on_the_workers_event_loop(deployment: Deployment, events: Path) -> None:
+def test_async_tasks_run_on_the_workers_event_loop(
+    deployment: Deployment, events_file: Path
+) -> None:
     """An async def task runs in the worker process, on bgtask's loop thread, in order."""
-    post(deployment.server, "/plain/tasks", {"events": str(events), "tasks": [
+    post(deployment.server, "/plain/tasks", {"events": str(events_file), "tasks": [
         ["async", "async-a"], ["record", "async-b"], ["async", "async-c"],
     ]})  # fmt: skip
-    wait_for(has_run(events, "async-a", "async-b", "async-c"), what="the async tasks")
-    ran = tasks_run(events)
+    wait_for(has_run(events_file, "async-a", "async-b", "async-c"), what="the async tasks")
+    ran = tasks_run(events_file)
     assert [e["tag"] for e in ran] == ["async-a", "async-b", "async-c"]
     assert {e["pid"] for e in ran} < set(deployment.workers)
     assert all(e["thread"] != e["pid"] for e in ran if e["kind"] == "async")  # not main
@@ -256,15 +255,15 @@ def test_async_tasks_run_on_the_workers_event_loop(deployment: Deployment, event
 
 @pytest.mark.slow
 def test_with_the_engine_unreachable_the_tasks_run_in_the_web_process_with_a_warning(
-    deployment: Deployment, events: Path
+    deployment: Deployment, events_file: Path
 ) -> None:
     """A closed port: the tasks run inline, in order, after a WARNING naming them."""
-    post(deployment.server, "/down/tasks", {"events": str(events), "tasks": [
+    post(deployment.server, "/down/tasks", {"events": str(events_file), "tasks": [
         ["record", "down-a"], ["record", "down-b"],
     ]})  # fmt: skip
-    wait_for(has_run(events, "down-a", "down-b"), what="the tasks to run in the web process")
-    assert tags_run(events) == ["down-a", "down-b"]
-    assert {e["pid"] for e in tasks_run(events)} == {event(events, "view")["pid"]}
+    wait_for(has_run(events_file, "down-a", "down-b"), what="the tasks to run in the web process")
+    assert tags_run(events_file) == ["down-a", "down-b"]
+    assert {e["pid"] for e in tasks_run(events_file)} == {event(events_file, "view")["pid"]}
     log = deployment.server.log()
     assert f"could not enqueue 2 background task(s) {deployment.unreachable}" in log
     assert "inline instead: tests.apps.remote_tasks.record, tests.apps.remote_tasks.record" in log
@@ -272,20 +271,20 @@ def test_with_the_engine_unreachable_the_tasks_run_in_the_web_process_with_a_war
 
 @pytest.mark.slow
 def test_every_task_of_500_requests_runs_exactly_once_on_the_workers(
-    deployment: Deployment, events: Path
+    deployment: Deployment, events_file: Path
 ) -> None:
     """500 requests with two tasks each, 8 clients at once: 1000 runs, no more, no less."""
 
     def request(i: int) -> None:
-        post(deployment.server, "/plain/tasks", {"events": str(events), "tasks": [
+        post(deployment.server, "/plain/tasks", {"events": str(events_file), "tasks": [
             ["record", f"{i}-a"], ["record", f"{i}-b"],
         ]})  # fmt: skip
 
     with ThreadPoolExecutor(8) as clients:
         list(clients.map(request, range(500)))
-    wait_for(lambda: len(tasks_run(events)) >= 1000, timeout=30, what="1000 tasks to run")
+    wait_for(lambda: len(tasks_run(events_file)) >= 1000, timeout=30, what="1000 tasks to run")
     wait_for(deployment.queue_idle, what="the queue to be idle")
-    ran = tasks_run(events)
+    ran = tasks_run(events_file)
     assert sorted(e["tag"] for e in ran) == sorted(f"{i}-{x}" for i in range(500) for x in "ab")
     assert {e["pid"] for e in ran} <= set(deployment.workers)
     order = [e["tag"] for e in ran]
@@ -329,14 +328,14 @@ def test_a_job_naming_an_undeclared_function_is_refused_and_nothing_runs(
 
 @pytest.mark.slow
 def test_one_undeclared_entry_refuses_the_declared_ones_too(
-    deployment: Deployment, events: Path, tmp_path: Path
+    deployment: Deployment, events_file: Path, tmp_path: Path
 ) -> None:
     """The whole payload is checked before anything runs."""
     job_id = deployment.publish(
         crafted(
             {
                 "func": "tests.apps.remote_tasks:record",
-                "args": [str(events), "first"],
+                "args": [str(events_file), "first"],
                 "kwargs": {},
             },
             {"func": "os:system", "args": [f"touch {tmp_path / 'marker'}"], "kwargs": {}},
@@ -344,20 +343,20 @@ def test_one_undeclared_entry_refuses_the_declared_ones_too(
     )
     wait_for(refused(deployment, job_id), what="the worker to refuse the job")
     wait_for(deployment.queue_idle, what="the queue to be idle")
-    assert tasks_run(events) == []
+    assert tasks_run(events_file) == []
     assert not (tmp_path / "marker").exists()
 
 
 @pytest.mark.slow
 def test_a_job_of_an_unknown_payload_version_is_refused(
-    deployment: Deployment, events: Path
+    deployment: Deployment, events_file: Path
 ) -> None:
     """Another bgtask's format: an ERROR naming it, nothing runs."""
-    task = {"func": "tests.apps.remote_tasks:record", "args": [str(events), "v"], "kwargs": {}}
+    task = {"func": "tests.apps.remote_tasks:record", "args": [str(events_file), "v"], "kwargs": {}}
     job_id = deployment.publish(crafted(task, version=99))
     wait_for(refused(deployment, job_id), what="the worker to refuse the job")
     assert "it was queued with payload format 99, this worker reads" in deployment.worker_logs()
-    assert tasks_run(events) == []
+    assert tasks_run(events_file) == []
 
 
 @pytest.mark.slow

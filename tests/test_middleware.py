@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import gc
 import io
 import logging
@@ -15,14 +14,13 @@ import pytest
 
 from bgtask import BackgroundTaskMiddleware, BackgroundTasks, get_background_tasks
 
+from .helpers.recording import request_id
 from .helpers.wsgi import Call, serve, text_app
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
-
-request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
 def queuing_app(

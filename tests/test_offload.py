@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextvars
 import gc
 import json
 import logging
@@ -36,6 +35,7 @@ from bgtask.flask import BgTask
 from bgtask.testing import capture_tasks, closing_client
 
 from .helpers.forking import run_python
+from .helpers.recording import request_id
 from .helpers.wsgi import Call
 
 if TYPE_CHECKING:
@@ -50,8 +50,6 @@ DEADLINE = 10.0
 #: How long a subprocess may take before the test fails (each takes about a second).
 #: The environ key through which a test tells ``app_queuing`` what to queue.
 QUEUE = "test.queue"
-
-request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
 def app_queuing(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:

@@ -9,8 +9,6 @@ import threading
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-import pytest
-
 from bgtask import BackgroundTaskMiddleware, get_background_tasks
 
 if TYPE_CHECKING:
@@ -44,11 +42,6 @@ class _Server:
         self.thread.join(DEADLINE)
         self.httpd.server_close()
         assert not self.thread.is_alive()
-
-
-@pytest.fixture
-def events() -> list[str]:
-    return []
 
 
 def test_client_has_the_whole_response_before_the_task_runs() -> None:

@@ -33,22 +33,19 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 
-def ran(events: Path) -> list[str]:
+def ran(events_file: Path) -> list[str]:
     """The tags of the tasks that ran, in order."""
-    return [e["tag"] for e in read_events(events) if e["event"] == "task"]
+    return [e["tag"] for e in read_events(events_file) if e["event"] == "task"]
 
 
-@pytest.fixture
-def events(tmp_path: Path) -> Path:
-    return tmp_path / "events.jsonl"
-
-
-def test_a_payload_names_functions_by_import_path_next_to_their_arguments(events: Path) -> None:
+def test_a_payload_names_functions_by_import_path_next_to_their_arguments(
+    events_file: Path,
+) -> None:
     """Plain lists, dicts and strings; a partial is unwrapped into its function."""
     batch = BackgroundTasks(
         [
-            BackgroundTask(functools.partial(record, str(events)), "a"),
-            BackgroundTasks([BackgroundTask(record_async, str(events), "b")]),
+            BackgroundTask(functools.partial(record, str(events_file)), "a"),
+            BackgroundTasks([BackgroundTask(record_async, str(events_file), "b")]),
         ],
         continue_on_error=True,
     )
@@ -57,12 +54,16 @@ def test_a_payload_names_functions_by_import_path_next_to_their_arguments(events
         "declared": False,
         "continue_on_error": True,
         "tasks": [
-            {"func": "tests.apps.remote_tasks:record", "args": [str(events), "a"], "kwargs": {}},
+            {
+                "func": "tests.apps.remote_tasks:record",
+                "args": [str(events_file), "a"],
+                "kwargs": {},
+            },
             {
                 "tasks": [
                     {
                         "func": "tests.apps.remote_tasks:record_async",
-                        "args": [str(events), "b"],
+                        "args": [str(events_file), "b"],
                         "kwargs": {},
                     }
                 ],
@@ -73,40 +74,40 @@ def test_a_payload_names_functions_by_import_path_next_to_their_arguments(events
     }
 
 
-def test_a_worker_runs_the_payload_in_order_and_records_what_succeeded(events: Path) -> None:
+def test_a_worker_runs_the_payload_in_order_and_records_what_succeeded(events_file: Path) -> None:
     """Sync and async tasks, nested collections: in order; their indexes end up in done."""
     batch = BackgroundTasks(
         [
-            BackgroundTask(record, str(events), "a"),
-            BackgroundTasks([BackgroundTask(record_async, str(events), "b")]),
-            BackgroundTask(record, str(events), "c"),
+            BackgroundTask(record, str(events_file), "a"),
+            BackgroundTasks([BackgroundTask(record_async, str(events_file), "b")]),
+            BackgroundTask(record, str(events_file), "c"),
         ]
     )
     done: set[int] = set()
     progress: list[set[int]] = []
     assert run_payload(encode(batch), done, lambda: progress.append(set(done))) == []
-    assert ran(events) == ["a", "b", "c"]
+    assert ran(events_file) == ["a", "b", "c"]
     assert done == {0, 1, 2}
     assert progress == [{0}, {0, 1}, {0, 1, 2}]
 
 
 def test_a_failure_stops_the_rest_and_a_rerun_resumes_at_the_failed_task(
-    events: Path, bgtask_log: pytest.LogCaptureFixture
+    events_file: Path, bgtask_log: pytest.LogCaptureFixture
 ) -> None:
     """The first run stops at the failure; a retry skips what succeeded and runs the rest."""
     payload = encode(
         BackgroundTasks(
             [
-                BackgroundTask(record, str(events), "a"),
-                BackgroundTask(fail, str(events), "b"),
-                BackgroundTask(record, str(events), "c"),
+                BackgroundTask(record, str(events_file), "a"),
+                BackgroundTask(fail, str(events_file), "b"),
+                BackgroundTask(record, str(events_file), "c"),
             ]
         )
     )
     done: set[int] = set()
     not_done = run_payload(payload, done)
     assert not_done == ["tests.apps.remote_tasks.fail", "tests.apps.remote_tasks.record"]
-    assert ran(events) == ["a", "b"]
+    assert ran(events_file) == ["a", "b"]
     assert "background task tests.apps.remote_tasks.fail failed" in bgtask_log.text
     assert "background task tests.apps.remote_tasks.record skipped" in bgtask_log.text
 
@@ -114,16 +115,16 @@ def test_a_failure_stops_the_rest_and_a_rerun_resumes_at_the_failed_task(
         "tests.apps.remote_tasks.fail",
         "tests.apps.remote_tasks.record",
     ]
-    assert ran(events) == ["a", "b", "b"]  # a is not run again
+    assert ran(events_file) == ["a", "b", "b"]  # a is not run again
 
 
-def test_under_continue_on_error_a_rerun_runs_only_the_failed_tasks(events: Path) -> None:
+def test_under_continue_on_error_a_rerun_runs_only_the_failed_tasks(events_file: Path) -> None:
     """Every task runs; a retry runs just the one that failed."""
     payload = encode(
         BackgroundTasks(
             [
-                BackgroundTask(fail, str(events), "a"),
-                BackgroundTask(record, str(events), "b"),
+                BackgroundTask(fail, str(events_file), "a"),
+                BackgroundTask(record, str(events_file), "b"),
             ],
             continue_on_error=True,
         )
@@ -131,14 +132,14 @@ def test_under_continue_on_error_a_rerun_runs_only_the_failed_tasks(events: Path
     done: set[int] = set()
     assert run_payload(payload, done) == ["tests.apps.remote_tasks.fail"]
     assert run_payload(payload, done) == ["tests.apps.remote_tasks.fail"]
-    assert ran(events) == ["a", "b", "a"]
+    assert ran(events_file) == ["a", "b", "a"]
 
 
 def test_a_function_the_worker_cannot_import_fails_under_its_own_name(
-    events: Path, bgtask_log: pytest.LogCaptureFixture
+    events_file: Path, bgtask_log: pytest.LogCaptureFixture
 ) -> None:
     """Code that differs between web and worker: that task fails, the policy decides the rest."""
-    payload = encode(BackgroundTasks([BackgroundTask(record, str(events), "a")]))
+    payload = encode(BackgroundTasks([BackgroundTask(record, str(events_file), "a")]))
     payload["tasks"].insert(0, {"func": "tests.no_such_module:task", "args": [], "kwargs": {}})
     payload["tasks"].insert(1, {"func": "tests.apps.remote_tasks:record", "args": [], "kwargs": {}})
     payload["continue_on_error"] = True
@@ -147,7 +148,7 @@ def test_a_function_the_worker_cannot_import_fails_under_its_own_name(
         "tests.no_such_module.task",
         "tests.apps.remote_tasks.record",
     ]
-    assert ran(events) == ["a"]
+    assert ran(events_file) == ["a"]
     failures = [r for r in bgtask_log.records if r.levelno == logging.ERROR]
     assert [r.getMessage() for r in failures] == [
         "background task tests.no_such_module.task failed",
@@ -185,20 +186,20 @@ class Taking:
         self.batches.append(tasks.take())
 
 
-def test_take_hands_over_every_task_in_run_order_and_seals_the_request(events: Path) -> None:
+def test_take_hands_over_every_task_in_run_order_and_seals_the_request(events_file: Path) -> None:
     """Queued, then the route's fixed tasks; adding to the request afterwards raises."""
     leftover: list[BackgroundTasks] = []
 
     def view(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
         tasks = get_background_tasks()
         tasks.continue_on_error = True
-        tasks.add_task(record, str(events), "queued")
+        tasks.add_task(record, str(events_file), "queued")
         leftover.append(tasks)
         return list(text_app()(environ, start_response))
 
     backend = Taking()
     app = BackgroundTaskMiddleware(
-        background(BackgroundTask(record, str(events), "route"))(view),
+        background(BackgroundTask(record, str(events_file), "route"))(view),
         backend=backend,
     )
     serve(app)
@@ -209,6 +210,6 @@ def test_take_hands_over_every_task_in_run_order_and_seals_the_request(events: P
         "route",
     ]
     with pytest.raises(RuntimeError, match="already run"):
-        leftover[0].add_task(record, str(events), "late")
+        leftover[0].add_task(record, str(events_file), "late")
     batch.run_for_request()
-    assert ran(events) == ["queued", "route"]
+    assert ran(events_file) == ["queued", "route"]

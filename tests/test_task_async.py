@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import threading
 import time
@@ -12,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from bgtask import BackgroundTask
+
+from .helpers.recording import request_id
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -329,8 +330,6 @@ def test_arguments_that_cannot_bind_are_rejected_without_making_a_coroutine(
 
 # --- contextvars ----------------------------------------------------------------------
 
-request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
-
 
 async def read_request_id(seen: list[str]) -> None:
     """Record the contextvar's value as the task sees it."""
@@ -395,7 +394,7 @@ def test_each_async_run_starts_from_the_captured_context() -> None:
     task = BackgroundTask(read_then_write)
     task()
     task()
-    assert seen == ["none", "none"]
+    assert seen == ["-", "-"]
 
 
 # -- tasks an async task spawns, and tasks that block the loop ------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import inspect
 import itertools
@@ -14,6 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bgtask import BackgroundTask
+
+from .helpers.recording import request_id
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -676,8 +677,6 @@ def test_check_arguments_does_not_change_the_given_keywords() -> None:
 
 # --- contextvars ----------------------------------------------------------------------
 
-request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
-
 
 def test_task_sees_the_context_captured_at_construction() -> None:
     """A contextvar changed after the task was built keeps its old value in the task."""
@@ -713,4 +712,4 @@ def test_each_run_starts_from_the_captured_context() -> None:
     task = BackgroundTask(read_then_write)
     task()
     task()
-    assert seen == ["none", "none"]
+    assert seen == ["-", "-"]

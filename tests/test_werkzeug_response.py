@@ -41,11 +41,6 @@ def signup_app(events: list[str], background: object) -> WSGIApplication:
     return signup
 
 
-@pytest.fixture
-def events() -> list[str]:
-    return []
-
-
 def test_background_task_runs_after_the_response(events: list[str]) -> None:
     """A BackgroundTask on the response runs once the body was sent and closed."""
     app = BackgroundTaskMiddleware(

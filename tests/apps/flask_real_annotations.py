@@ -1,4 +1,4 @@
-"""Flask views whose annotations are real classes, for ``tests/test_flask.py``.
+"""Flask views whose annotations are real classes, for ``tests/test_flask_injection.py``.
 
 This module deliberately has no ``from __future__ import annotations``: here
 ``tasks: BackgroundTasks`` is the class itself, not the string ``"BackgroundTasks"``.
