@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench._server_app import FINISHED, QUEUED, REQUESTS, SLOTS
-from tests.servers import Server, wait_for
+from tests.helpers.servers import Server, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.servers import Gunicorn
+from tests.helpers.servers import Gunicorn
 
 ROUNDS = 15
 TASK = "task=sync&seconds=0.2"
@@ -40,7 +40,7 @@ def main() -> None:
     print(f"{'worker':8} {'connection':11} {'bare p50 ms':>12} {'task p50 ms':>12} {'ratio':>7}")
     with tempfile.TemporaryDirectory() as scratch:
         for worker in ("sync", "gthread", "gevent"):
-            with Gunicorn("tests.server_app:app", Path(scratch) / f"{worker}.log",
+            with Gunicorn("tests.apps.server_app:app", Path(scratch) / f"{worker}.log",
                           worker_class=worker, workers=1, threads=4) as server:  # fmt: skip
                 for keep_alive in (True, False):
                     bare: list[float] = []

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 from . import _lifecycle
 from ._collection import names_of, tasks_of
+from ._fallback import describe_error, run_here
 from ._handoff import NOT_SENT, SENT, Handoff, HandoffBusy
 from ._importable import import_problem, reference, unwrap
 from ._serializable import Serializer, arguments_problem
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from ._retry import RetryPolicy
     from ._task import BackgroundTask
 
-__all__ = ["RemoteBackend", "run_here"]
+__all__ = ["RemoteBackend"]
 
 logger: Final = logging.getLogger("bgtask")
 
@@ -122,7 +123,7 @@ class RemoteBackend:
             "lost: %s",
             job_id,
             self.destination(),
-            _describe(error),
+            describe_error(error),
             len(names_of(batch.tasks)),
             ", ".join(names_of(batch.tasks)),
         )
@@ -202,33 +203,3 @@ class RemoteBackend:
             return False
         self._last_busy_warning = now
         return True
-
-
-def run_here(
-    batch: RequestTasks,
-    fallback: Backend | None,
-    destination: str,
-    error: BaseException | None,
-    *,
-    level: int = logging.WARNING,
-) -> None:
-    """Nothing was sent: run ``batch`` in this process (or ``fallback``), warning."""
-    names = names_of(batch.tasks)
-    logger.log(
-        level,
-        "could not enqueue %d background task(s) on %s (%s); running them in this "
-        "process %s instead: %s",
-        len(names),
-        destination,
-        _describe(error),
-        "inline" if fallback is None else f"with {type(fallback).__name__}",
-        ", ".join(names),
-    )
-    if fallback is None:
-        batch.run_for_request("fallback")
-    else:
-        fallback.submit(batch)
-
-
-def _describe(error: BaseException | None) -> str:
-    return "no error" if error is None else f"{type(error).__name__}: {error}"

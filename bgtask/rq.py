@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._allowlist import AllowList
 from ._claim import CLAIM_WINDOW, claim_for_web
+from ._fallback import run_here
 from ._handoff import SENT, HandoffTimeout
 from ._payload import describe_batch, encode
-from ._remote import RemoteBackend, run_here
+from ._remote import RemoteBackend
 from ._retry import RetryPolicy
 from ._rqconnect import connect, is_duplicate
 from ._rqjob import ALLOW_LISTS

@@ -38,7 +38,7 @@ LAYERS: dict[str, int] = {
         [
             "_importable", "_serializable", "_allowlist", "_payload", "_job", "_retry",
             "_progress", "_helpers", "_handoff", "_claim", "_rqconnect", "_rqjob",
-            "_celeryjob", "_remote", "rq", "celery",
+            "_celeryjob", "_fallback", "_remote", "rq", "celery",
             "werkzeug", "_flask_scope", "_flask_views", "flask", "testing", "gunicorn",
         ],
         4,
