@@ -30,7 +30,7 @@ import time
 from typing import TYPE_CHECKING, Any, Final
 
 from ._helpers import helpers
-from ._native import native
+from ._native import allocate_lock
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
@@ -62,8 +62,8 @@ class _Attempt:
     __slots__ = ("done", "error", "lock", "outcome", "phase", "stuck")
 
     def __init__(self) -> None:
-        self.lock: Any = native("_thread", "allocate_lock")()
-        self.done: Any = native("_thread", "allocate_lock")()
+        self.lock: Any = allocate_lock()
+        self.done: Any = allocate_lock()
         self.done.acquire()
         self.phase = _CONNECTING
         self.outcome: str = UNKNOWN
@@ -89,7 +89,7 @@ class Handoff:
             msg = f"handoff_timeout must be a number of seconds above zero, got {timeout!r}"
             raise ValueError(msg)
         self.timeout = float(timeout)
-        self._lock: Any = native("_thread", "allocate_lock")()
+        self._lock: Any = allocate_lock()
         self._pid = os.getpid()
         self._stuck = 0
 

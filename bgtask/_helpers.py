@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Final
 
-from ._native import native
+from ._native import allocate_lock, start_thread
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -32,7 +32,7 @@ class _Helper:
     __slots__ = ("wake", "work")
 
     def __init__(self, work: Work) -> None:
-        self.wake: Any = native("_thread", "allocate_lock")()
+        self.wake: Any = allocate_lock()
         self.wake.acquire()
         self.work: Work | None = work
 
@@ -50,7 +50,7 @@ class _Helpers:
     __slots__ = ("idle", "lock", "pid")
 
     def __init__(self) -> None:
-        self.lock: Any = native("_thread", "allocate_lock")()
+        self.lock: Any = allocate_lock()
         self.idle: list[_Helper] = []
         self.pid = os.getpid()
 
@@ -61,7 +61,7 @@ class _Helpers:
                 self.idle, self.pid = [], os.getpid()
             helper = self.idle.pop() if self.idle else None
         if helper is None:
-            native("_thread", "start_new_thread")(self._serve, (_Helper(work),))
+            start_thread(self._serve, _Helper(work))
         else:
             helper.work = work
             helper.wake.release()
