@@ -16,7 +16,7 @@ from ._current import ENVIRON_KEY
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["Injector"]
+__all__ = ["Injector", "hint_missing_extension"]
 
 _ANNOTATED_TEXT: Final = re.compile(r"\s*(?:[\w.]+\.)?Annotated\[\s*([\w.]+)")
 
@@ -106,3 +106,24 @@ def _is_background_tasks(annotation: Any) -> bool:
     if typing.get_origin(annotation) is typing.Annotated:
         return _is_background_tasks(typing.get_args(annotation)[0])
     return False
+
+
+def hint_missing_extension(sender: flask.Flask, exception: BaseException, **extra: Any) -> None:
+    """Flask's ``got_request_exception``: explain a view's ``BackgroundTasks`` parameter
+    that nothing filled in, on an app without ``BgTask`` (a note on the exception)."""
+    if "bgtask" in sender.extensions or not isinstance(exception, TypeError):
+        return
+    if not flask.has_request_context() or "required" not in str(exception):
+        return
+    request = flask.request
+    view = sender.view_functions.get(request.endpoint or "")
+    if view is None:
+        return
+    names = _parameters_wanting_tasks(_handler(view, request.method))
+    if any(repr(name) in str(exception) for name in names):
+        exception.add_note(
+            f"bgtask: the view {request.endpoint!r} takes a BackgroundTasks parameter "
+            f"({', '.join(names)}), but BgTask is not installed on this app: add "
+            "`from bgtask.flask import BgTask` and `BgTask(app)` (or bgtask.init_app(app))"
+        )
+

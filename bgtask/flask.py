@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 import flask
 
 from ._current import ENVIRON_KEY
+from ._flask_config import UNSET, ClosingFlaskClient, options_from_config
 from ._flask_scope import AppContextScope
-from ._flask_views import Injector
+from ._flask_views import Injector, hint_missing_extension
 from ._middleware import BackgroundTaskMiddleware
 from .werkzeug import BackgroundResponseMixin, attach_response_background
 
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from ._offload import OffloadPool
     from ._request import RequestTasks
 
-__all__ = ["BackgroundResponse", "BgTask"]
+__all__ = ["BackgroundResponse", "BgTask", "ClosingFlaskClient"]
 
 
 class BgTask:
@@ -54,7 +55,11 @@ class BgTask:
     response's ``background``, and runs each task in a fresh app context.
     ``offload``, ``backend`` and ``listeners`` are passed to the middleware: with
     ``offload=True`` the tasks run on a pool of task threads, still each inside a fresh app
-    context; ``listeners`` are told of this app's task events.
+    context; ``listeners`` are told of this app's task events. Where not given, ``offload``
+    and ``backend`` come from ``app.config`` (``BGTASK_OFFLOAD``, ``BGTASK_OFFLOAD_THREADS``,
+    ``BGTASK_OFFLOAD_MAX_PENDING``, ``BGTASK_BACKEND``; ``BGTASK_EXIT_TIMEOUT`` too). The app's
+    ``test_client()`` closes its responses (:class:`ClosingFlaskClient`) unless the app set a
+    ``test_client_class`` of its own.
 
     >>> app = flask.Flask("example")
     >>> BgTask(app).app is app
@@ -65,7 +70,7 @@ class BgTask:
         self,
         app: flask.Flask | None = None,
         *,
-        offload: bool | OffloadPool = False,
+        offload: bool | OffloadPool = UNSET,
         backend: Backend | None = None,
         listeners: Iterable[Listener] = (),
     ) -> None:
@@ -80,15 +85,18 @@ class BgTask:
         """Install bgtask on ``app``; calling it again for the same app does nothing."""
         if "bgtask" in app.extensions:
             return
+        offload, backend = options_from_config(app, self.offload, self.backend)
         # Built first: a bad offload or backend raises before anything is registered.
         middleware = BackgroundTaskMiddleware(
             app.wsgi_app,
-            offload=self.offload,
-            backend=self.backend,
+            offload=offload,
+            backend=backend,
             task_scope=AppContextScope(app),
             listeners=self.listeners,
         )
         app.extensions["bgtask"] = self
+        if app.test_client_class is None:
+            app.test_client_class = ClosingFlaskClient
         # Every response a view or an error handler returns passes here (send_file's too).
         app.after_request(_attach_background)
         app.wsgi_app = middleware  # type: ignore[method-assign]
@@ -133,3 +141,9 @@ def _discard_when_the_view_raises(app: flask.Flask) -> None:
             tasks.discard(seal=False, reason=f"the request raised {type(exception).__name__}")
 
     flask.got_request_exception.connect(on_unhandled, app, weak=False)
+
+
+# Any app, even one BgTask never saw: a view taking BackgroundTasks on such an app fails with
+# Flask's bare "missing 1 required positional argument"; the exception says why, and the fix.
+flask.got_request_exception.connect(hint_missing_extension, weak=False)
+

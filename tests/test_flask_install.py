@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 import weakref
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from bgtask import (
     BackgroundTask,
     BackgroundTaskMiddleware,
     BackgroundTasks,
+    drain,
     get_background_tasks,
 )
 from bgtask.flask import BgTask
@@ -199,3 +201,80 @@ def test_per_request_closures_are_not_kept_after_100000_requests() -> None:
         assert client.get("/").status_code == 200
     gc.collect()
     assert len(alive) == 0, f"{len(alive)} per-request closures are still referenced"
+
+
+def test_a_view_taking_tasks_on_an_app_without_bgtask_says_what_to_do() -> None:
+    """Flask's bare "missing 1 required positional argument" gets a note naming the fix."""
+    import bgtask.flask  # noqa: F401 (the hint is installed with the module)
+
+    app = flask.Flask(__name__)
+    app.testing = True  # the exception reaches the test
+
+    @app.get("/")
+    def index(background_tasks: BackgroundTasks) -> str:
+        return "never"
+
+    with pytest.raises(TypeError) as raised:
+        app.test_client().get("/")
+    notes = getattr(raised.value, "__notes__", [])
+    assert len(notes) == 1
+    assert "takes a BackgroundTasks parameter (background_tasks)" in notes[0]
+    assert "BgTask(app)" in notes[0]
+
+
+@pytest.mark.parametrize(
+    ("config", "ran_on_the_request_thread"),
+    [({}, True), ({"BGTASK_OFFLOAD": True}, False), ({"BGTASK_OFFLOAD_THREADS": 2}, False)],
+    ids=["inline", "offload", "pool-of-its-own"],
+)
+def test_app_config_chooses_where_tasks_run(
+    config: dict[str, object], ran_on_the_request_thread: bool
+) -> None:
+    """BGTASK_OFFLOAD / BGTASK_OFFLOAD_THREADS in app.config, read by init_app."""
+    threads: list[int] = []
+    app = flask.Flask(__name__)
+    app.config.update(config)
+    BgTask(app)
+
+    @app.get("/")
+    def index(tasks: BackgroundTasks) -> str:
+        tasks.add_task(lambda: threads.append(threading.get_ident()))
+        return "ok"
+
+    app.test_client().get("/")
+    assert drain(timeout=10)
+    assert (threads == [threading.get_ident()]) is ran_on_the_request_thread
+
+
+def test_keyword_arguments_win_over_the_config() -> None:
+    """BgTask(app, offload=False) runs inline even with BGTASK_OFFLOAD in the config."""
+    threads: list[int] = []
+    app = flask.Flask(__name__)
+    app.config["BGTASK_OFFLOAD"] = True
+    BgTask(app, offload=False)
+
+    @app.get("/")
+    def index(tasks: BackgroundTasks) -> str:
+        tasks.add_task(lambda: threads.append(threading.get_ident()))
+        return "ok"
+
+    app.test_client().get("/")
+    assert threads == [threading.get_ident()]
+
+
+@pytest.mark.parametrize(
+    ("config", "error"),
+    [
+        ({"BGTASK_OFFLOAD": "yes"}, "app.config\\['BGTASK_OFFLOAD'\\] must be True or False"),
+        ({"BGTASK_OFFLOAD_THREADS": "8"}, "'BGTASK_OFFLOAD_THREADS'\\] must be a whole number"),
+    ],
+)
+def test_a_bad_config_value_is_refused_naming_the_key(
+    config: dict[str, object], error: str
+) -> None:
+    """A clear TypeError at init_app, before anything is installed."""
+    app = flask.Flask(__name__)
+    app.config.update(config)
+    with pytest.raises(TypeError, match=error):
+        BgTask(app)
+    assert "bgtask" not in app.extensions

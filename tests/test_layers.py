@@ -39,7 +39,8 @@ LAYERS: dict[str, int] = {
             "_importable", "_serializable", "_allowlist", "_payload", "_job", "_retry",
             "_progress", "_helpers", "_handoff", "_claim", "_rqconnect", "_rqjob",
             "_celeryjob", "_fallback", "_remote", "rq", "celery",
-            "werkzeug", "_flask_scope", "_flask_views", "flask", "testing", "gunicorn",
+            "werkzeug", "_flask_config", "_flask_scope", "_flask_views", "flask", "testing",
+            "pytest_plugin", "gunicorn",
         ],
         4,
     ),
@@ -47,8 +48,8 @@ LAYERS: dict[str, int] = {
 }  # fmt: skip
 
 #: Integrations never import one another, except Flask building on Werkzeug's support.
-INTEGRATIONS = {"rq", "celery", "werkzeug", "flask", "testing", "gunicorn"}
-ALLOWED_ACROSS = {("flask", "werkzeug")}
+INTEGRATIONS = {"rq", "celery", "werkzeug", "flask", "testing", "pytest_plugin", "gunicorn"}
+ALLOWED_ACROSS = {("flask", "werkzeug"), ("pytest_plugin", "testing")}
 
 
 def bgtask_imports(module: str) -> set[str]:

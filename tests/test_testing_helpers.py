@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 from typing import TYPE_CHECKING
 
 import flask
+import flask.testing
 import pytest
 from werkzeug.test import Client
 
-from bgtask import BackgroundTaskMiddleware, get_background_tasks
-from bgtask.testing import QueuedTask, capture_tasks, closing_client
+from bgtask import BackgroundTaskMiddleware, OffloadPool, get_background_tasks
+from bgtask.flask import BgTask
+from bgtask.testing import QueuedTask, TasksNotRun, capture_tasks, closing_client
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -129,3 +132,95 @@ def test_capture_tasks_sees_only_the_block() -> None:
         pass
     client.get("/")
     assert queued == []
+
+
+# -- tests must not pass when tasks never ran ---------------------------------------------
+
+
+def test_a_capture_whose_requests_tasks_never_ran_fails_naming_them_and_the_fix() -> None:
+    """A plain Werkzeug client never closes: the block raises TasksNotRun, not a WARNING."""
+    client = Client(BackgroundTaskMiddleware(signup))
+    with pytest.raises(TasksNotRun) as raised, capture_tasks() as queued:  # noqa: PT012
+        response = client.get("/")
+        assert response.get_data() == b"signed up"
+    assert queued.funcs == [send_welcome_email, log_signup]
+    message = str(raised.value)
+    assert message.startswith("2 background tasks queued during capture_tasks() never ran: ")
+    assert "test_testing_helpers.send_welcome_email" in message
+    assert "closing_client" in message
+    assert events == []
+
+
+def test_a_capture_with_a_dropped_unclosed_response_fails_too() -> None:
+    """The response was garbage-collected without close(): its tasks were not run either."""
+    with pytest.raises(TasksNotRun), capture_tasks():  # noqa: PT012 (the block is the point)
+        Client(BackgroundTaskMiddleware(signup)).get("/")
+        gc.collect()
+
+
+def test_a_capture_waits_for_offloaded_tasks_before_judging() -> None:
+    """Offloaded tasks still running at the end of the block are waited for, then pass."""
+    app = BackgroundTaskMiddleware(signup, offload=OffloadPool(threads=1))
+    with capture_tasks():
+        closing_client(Client(app)).get("/")
+    assert events == ["Hi a@b.c", "logged a@b.c"]
+
+
+def test_a_view_that_raised_discarded_its_tasks_on_purpose_and_the_capture_passes() -> None:
+    """Discarded is not "never ran by mistake": the capture does not fail for it."""
+
+    def broken(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        get_background_tasks().add_task(send_welcome_email, "a@b.c")
+        msg = "database down"
+        raise RuntimeError(msg)
+
+    with capture_tasks() as queued, pytest.raises(RuntimeError):
+        closing_client(Client(BackgroundTaskMiddleware(broken))).get("/")
+    assert queued.funcs == [send_welcome_email]
+
+
+def test_queued_compares_calls_bound_to_the_functions_signature() -> None:
+    """f("a") and f(email="a") are one call; so is f("a") and f("a", subject="Welcome")."""
+
+    def by_keyword(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        get_background_tasks().add_task(send_welcome_email, email="a@b.c")
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    with capture_tasks() as queued:
+        closing_client(Client(BackgroundTaskMiddleware(by_keyword))).get("/")
+    assert queued.queued(send_welcome_email, "a@b.c")
+    assert queued.queued(send_welcome_email, email="a@b.c", subject="Welcome")
+    assert not queued.queued(send_welcome_email, "a@b.c", subject="Hi")
+    assert not queued.queued(log_signup, "a@b.c")
+
+
+def test_flask_with_bgtask_runs_tasks_under_the_plain_test_client() -> None:
+    """app.test_client() closes its responses once BgTask(app) is installed."""
+    app = flask.Flask(__name__)
+    BgTask(app)
+
+    @app.post("/signup")
+    def flask_signup() -> str:
+        get_background_tasks().add_task(send_welcome_email, "a@b.c")
+        return "signed up"
+
+    with capture_tasks():
+        assert app.test_client().post("/signup").get_data() == b"signed up"
+    assert events == ["Welcome a@b.c"]
+    streaming = app.test_client().post("/signup", buffered=False)
+    assert events == ["Welcome a@b.c"]
+    streaming.close()
+    assert events == ["Welcome a@b.c", "Welcome a@b.c"]
+
+
+def test_flask_keeps_a_test_client_class_the_app_set() -> None:
+    """BgTask does not replace a test client class of the app's own."""
+
+    class MyClient(flask.testing.FlaskClient):
+        pass
+
+    app = flask.Flask(__name__)
+    app.test_client_class = MyClient
+    BgTask(app)
+    assert type(app.test_client()) is MyClient
