@@ -19,7 +19,7 @@ from ._current import get_background_tasks as get_background_tasks
 from ._decorator import background as background
 from ._exit import drain as drain
 from ._exit import set_exit_timeout as set_exit_timeout
-from ._job import TasksFailed as TasksFailed
+from ._failed import TasksFailed as TasksFailed
 from ._middleware import BackgroundTaskMiddleware as BackgroundTaskMiddleware
 from ._offload import OffloadPool as OffloadPool
 from ._request import RequestTasks as RequestTasks

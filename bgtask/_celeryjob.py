@@ -37,10 +37,14 @@ def run_collection(task: Any, payload: dict[str, Any]) -> None:
         )
     progress = payload.get("done") if isinstance(payload, dict) else None
     done = {i for i in progress if type(i) is int} if isinstance(progress, list) else set()
-    not_done = _run_payload(payload, done, allowed=allowed, job=job, mode="celery")
+    failures: list[tuple[str, BaseException]] = []
+    not_done = _run_payload(
+        payload, done, allowed=allowed, job=job, mode="celery", failures=failures
+    )
     if not not_done:
         return
-    failure = TasksFailed.naming(not_done)
+    # Celery records this exception (Flower shows it): each failed task's own is in its text.
+    failure = TasksFailed.naming(not_done, failures)
     delays: list[float] = payload.get("retry_delays", [])
     retries: int = task.request.retries
     if retries < len(delays):

@@ -126,4 +126,3 @@ def hint_missing_extension(sender: flask.Flask, exception: BaseException, **extr
             f"({', '.join(names)}), but BgTask is not installed on this app: add "
             "`from bgtask.flask import BgTask` and `BgTask(app)` (or bgtask.init_app(app))"
         )
-

@@ -15,12 +15,14 @@ not succeeded.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
 from ._allowlist import shown
 from ._collection import BackgroundTasks
+from ._failed import TasksFailed
 from ._importable import is_reference, resolve
 from ._policy import Run
 from ._progress import recording, refusing
@@ -29,11 +31,11 @@ from ._signature import check_arguments
 from ._task import BackgroundTask
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping
 
     from ._allowlist import AllowList
     from ._collection import Item
-    from ._events import Mode
+    from ._events import Mode, TaskEvent
 
 __all__ = ["PAYLOAD_VERSION", "JobRefused", "TasksFailed", "refuse", "run_payload"]
 
@@ -44,24 +46,6 @@ logger: Final = logging.getLogger("bgtask")
 PAYLOAD_VERSION: Final = 2
 #: Nested collections deeper than this are refused (a crafted payload could recurse).
 MAX_DEPTH: Final = 32
-
-
-class TasksFailed(Exception):
-    """Raised by a job whose collection did not fully succeed, so the engine sees a failure.
-
-    The tasks' own exceptions are logged on the ``bgtask`` logger as they happen.
-
-    >>> print(TasksFailed.naming(["myapp.tasks.send_welcome_email"]))
-    1 background task(s) did not succeed (failed, or skipped after a failure): myapp.tasks...
-    """
-
-    @classmethod
-    def naming(cls, names: Sequence[str]) -> TasksFailed:
-        """The failure of a job whose tasks ``names`` did not succeed."""
-        return cls(
-            f"{len(names)} background task(s) did not succeed (failed, or skipped after a "
-            f"failure): {', '.join(names)}"
-        )
 
 
 class JobRefused(Exception):
@@ -84,6 +68,7 @@ def run_payload(
     job: str = "a bgtask job",
     admit: Callable[[list[str]], bool] | None = None,
     mode: Mode = "rq",
+    failures: list[tuple[str, BaseException]] | None = None,
 ) -> list[str]:
     """Run a job's collection on the worker; return the names of the tasks not done.
 
@@ -92,7 +77,8 @@ def run_payload(
     running anything when the payload fails a check; then ``admit(names)`` may still
     decline the job (False: nothing runs, nothing is left to do). Tasks whose index is in ``done``
     already succeeded and are skipped; each one that succeeds now is added to it, then
-    ``on_progress()`` is called.
+    ``on_progress()`` is called. Each task that fails is added to ``failures`` with its
+    exception (for the engine's failure record).
     """
     version = payload.get("bgtask") if isinstance(payload, dict) else None
     if version != PAYLOAD_VERSION or type(version) is not int:
@@ -119,9 +105,26 @@ def run_payload(
         return []
     labels: dict[int, str] = {}
     items = _decode(payload["tasks"], itertools.count(), done, on_progress, labels, allowed)
-    collection = BackgroundTasks(items, continue_on_error=payload["continue_on_error"])
+    collection = _JobTasks(items, continue_on_error=payload["continue_on_error"])
+    if failures is not None:
+        collection.listeners = (functools.partial(_record_failure, failures),)
     run_here(Run(collection, mode))
     return [name for index, name in labels.items() if index not in done]
+
+
+class _JobTasks(BackgroundTasks):
+    """A job's collection on the worker, with listeners of its own (what failed, and why)."""
+
+    __slots__ = ("listeners",)
+
+    def __init__(self, items: list[Item], *, continue_on_error: bool) -> None:
+        super().__init__(items, continue_on_error=continue_on_error)
+        self.listeners: tuple[Callable[[TaskEvent], object], ...] = ()
+
+
+def _record_failure(failures: list[tuple[str, BaseException]], event: TaskEvent) -> None:
+    if event.kind == "failed" and event.error is not None:
+        failures.append((event.name, event.error))
 
 
 def _entries(node: Mapping[str, Any], depth: int) -> Iterator[dict[str, Any] | None]:

@@ -87,6 +87,10 @@ def run_job(payload: dict[str, Any]) -> None:
                 exc_info=True,
             )
 
-    not_done = _run_payload(payload, done, record_progress, allowed=allowed, job=name, admit=admit)
+    failures: list[tuple[str, BaseException]] = []
+    not_done = _run_payload(
+        payload, done, record_progress, allowed=allowed, job=name, admit=admit, failures=failures
+    )
     if not_done:
-        raise TasksFailed.naming(not_done)
+        # RQ keeps this exception's text and traceback: each failed task's own is in it.
+        raise TasksFailed.naming(not_done, failures)

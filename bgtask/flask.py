@@ -146,4 +146,3 @@ def _discard_when_the_view_raises(app: flask.Flask) -> None:
 # Any app, even one BgTask never saw: a view taking BackgroundTasks on such an app fails with
 # Flask's bare "missing 1 required positional argument"; the exception says why, and the fix.
 flask.got_request_exception.connect(hint_missing_extension, weak=False)
-

@@ -375,3 +375,20 @@ def test_a_name_with_a_newline_is_logged_escaped_and_no_module_is_imported_for_i
     assert r"'os:system\nERROR bgtask forged line'" in logs
     assert not any(line.startswith("ERROR bgtask forged") for line in logs.splitlines())
     assert not deployment.import_marker.exists()
+
+
+@pytest.mark.slow
+def test_a_failed_jobs_record_carries_each_failed_tasks_own_exception(
+    deployment: Deployment, events_file: Path
+) -> None:
+    """RQ's failed job registry and Celery's failure show why: type, message, traceback."""
+    post(deployment.server, "/plain/tasks", {
+        "events": str(events_file), "tasks": [["record", "why-a"], ["fail", "why-b"]],
+    })  # fmt: skip
+    wait_for(lambda: "why-b" in deployment.failed_tags(events_file), what="the job to fail")
+    wait_for(lambda: bool(deployment.failure_records(events_file)), what="the failure record")
+    (record,) = deployment.failure_records(events_file)
+    assert "1 background task(s) did not succeed" in record
+    assert "tests.apps.remote_tasks.fail failed:" in record
+    assert "RuntimeError: this task fails on purpose" in record
+    assert "in fail\n    raise RuntimeError(msg)" in record  # the task's own traceback

@@ -36,7 +36,7 @@ LAYERS: dict[str, int] = {
     # 4. engines and integrations
     **dict.fromkeys(
         [
-            "_importable", "_serializable", "_allowlist", "_payload", "_job", "_retry",
+            "_importable", "_serializable", "_allowlist", "_payload", "_failed", "_job", "_retry",
             "_progress", "_helpers", "_handoff", "_claim", "_rqconnect", "_rqjob",
             "_celeryjob", "_fallback", "_remote", "rq", "celery",
             "werkzeug", "_flask_config", "_flask_scope", "_flask_views", "flask", "testing",

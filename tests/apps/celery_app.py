@@ -30,11 +30,15 @@ retrying = CeleryBackend(app, queue=QUEUE, tasks=DECLARED, retry=RetryPolicy(max
 
 
 @task_failure.connect  # type: ignore[untyped-decorator]  # celery ships no types
-def _record_job_failure(sender: Any = None, args: Any = None, **extra: Any) -> None:
+def _record_job_failure(
+    sender: Any = None, args: Any = None, exception: Any = None, einfo: Any = None, **extra: Any
+) -> None:
     payload = args[0] if args else None
     if not isinstance(payload, dict) or not isinstance(payload.get("tasks"), list):
         return  # a crafted message the worker refused
     tasks = [task for task in payload["tasks"] if isinstance(task, dict) and "func" in task]
     if tasks and len(tasks[0].get("args", ())) > 1:
         tags = [task["args"][1] for task in tasks]
-        record_event(tasks[0]["args"][0], "job_failed", tags=tags)
+        # What Celery's failure event (and Flower) carries: the exception and the traceback.
+        record = f"{exception!r}\n{getattr(einfo, 'traceback', '')}"
+        record_event(tasks[0]["args"][0], "job_failed", tags=tags, record=record)

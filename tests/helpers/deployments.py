@@ -64,6 +64,9 @@ class Deployment:
     job_kind: str
     #: The file ``tests.apps.import_side_effect`` writes if a worker ever imports it.
     import_marker: Path
+    #: What the engine recorded of each job that failed for good (the text its dashboard
+    #: shows: RQ's failed job registry, Celery's task failure).
+    failure_records: Callable[[Path], list[str]]
 
 
 class Mailer:
@@ -193,6 +196,13 @@ def rq_deployment(tmp: pytest.TempPathFactory) -> Iterator[Deployment]:
         def publish(payload: Any) -> str:
             return str(queue.enqueue_call("bgtask.rq.run_job", args=(payload,)).id)
 
+        def failure_records(events: Path) -> list[str]:
+            records = []
+            for job_id in queue.failed_job_registry.get_job_ids():
+                result = Job.fetch(job_id, connection=queue.connection).latest_result()
+                records.append((result.exc_string if result is not None else None) or "")
+            return records
+
         commands = [[*command, "--name", f"{name}-{i}", name] for i in range(2)]
         worker_env = {"BGTASK_TEST_REDIS_URL": REDIS_URL, "BGTASK_TEST_QUEUE": name}
         directory = tmp.mktemp("rq-workers")
@@ -213,6 +223,7 @@ def rq_deployment(tmp: pytest.TempPathFactory) -> Iterator[Deployment]:
                 worker_logs=lambda: "".join(worker.log() for worker in workers),
                 job_kind="RQ job",
                 import_marker=directory / "imported",
+                failure_records=failure_records,
             )
 
 
@@ -273,6 +284,9 @@ def celery_deployment(tmp: pytest.TempPathFactory) -> Iterator[Deployment]:
                 worker_logs=lambda: "".join(worker.log() for worker in workers),
                 job_kind="Celery task",
                 import_marker=directory / "imported",
+                failure_records=lambda events: [
+                    e["record"] for e in read_events(events) if e["event"] == "job_failed"
+                ],
             )
     finally:
         with Connection(BROKER_URL, connect_timeout=5) as connection:  # type: ignore[no-untyped-call]
