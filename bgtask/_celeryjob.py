@@ -55,6 +55,7 @@ def run_collection(task: Any, payload: dict[str, Any]) -> None:
             max_retries=len(delays),
             exc=failure,
             argsrepr=f"({description!r},)",
+            shadow=description,
             kwargsrepr="{}",
         )
     raise failure

@@ -158,8 +158,10 @@ class CeleryBackend(RemoteBackend):
                 ignore_result=True,
                 # A publish retried after it reached the broker would queue it twice.
                 retry=False,
-                # Celery's default shows the arguments (emails, tokens) in logs and events.
+                # Celery's default shows the arguments (emails, tokens) in logs and events;
+                # and its own name (bgtask.run_collection) for every job: name the tasks.
                 argsrepr=f"({description!r},)",
+                shadow=description,
                 kwargsrepr="{}",
             )
 

@@ -19,8 +19,14 @@ from bgtask._payload import encode
 from bgtask.celery import TASK_NAME, CeleryBackend
 
 from .apps.remote_tasks import record
-from .helpers.deployments import BROKER_URL, START_RABBITMQ, queueing, unreachable_app
-from .helpers.engines import require_service, tasks_run
+from .helpers.deployments import (
+    BROKER_URL,
+    START_RABBITMQ,
+    celery_deployment,
+    queueing,
+    unreachable_app,
+)
+from .helpers.engines import has_run, post, require_service, tasks_run
 from .helpers.netfaults import Proxy
 from .helpers.servers import DEADLINE, ROOT, wait_for
 from .helpers.wsgi import serve
@@ -136,3 +142,21 @@ def test_a_task_id_from_the_message_is_logged_escaped(
         app.tasks[TASK_NAME].apply(args=[{"bgtask": 99}], task_id="1\nERROR forged", throw=True)
     (error,) = [r.getMessage() for r in bgtask_log.records if r.levelno == logging.ERROR]
     assert error.startswith(r"refused to run Celery task '1\nERROR forged': ")
+
+
+@pytest.mark.slow
+def test_a_celery_workers_log_names_the_tasks_of_each_job_never_their_arguments(
+    tmp_path_factory: pytest.TempPathFactory, events_file: Path
+) -> None:
+    """The message's shadow name is "bgtask: <the functions>", not bgtask.run_collection."""
+    events = events_file
+    with celery_deployment(tmp_path_factory) as deployment:
+        post(deployment.server, "/plain/tasks", {
+            "events": str(events), "tasks": [["record", "secret-tag-1"], ["async", "secret-tag-2"]],
+        })  # fmt: skip
+        wait_for(has_run(events, "secret-tag-1", "secret-tag-2"), what="both tasks")
+        wait_for(lambda: "succeeded in" in deployment.worker_logs(), what="the worker's log")
+        logs = deployment.worker_logs()
+    names = "bgtask: tests.apps.remote_tasks.record, tests.apps.remote_tasks.record_async"
+    assert f"Task {names}[" in logs
+    assert "secret-tag" not in logs
