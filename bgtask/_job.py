@@ -36,8 +36,16 @@ if TYPE_CHECKING:
     from ._allowlist import AllowList
     from ._collection import Item
     from ._events import Mode, TaskEvent
+    from ._policy import Scope
 
-__all__ = ["PAYLOAD_VERSION", "JobRefused", "TasksFailed", "refuse", "run_payload"]
+__all__ = [
+    "PAYLOAD_VERSION",
+    "JobRefused",
+    "TasksFailed",
+    "refuse",
+    "run_payload",
+    "set_worker_scope",
+]
 
 logger: Final = logging.getLogger("bgtask")
 
@@ -108,8 +116,18 @@ def run_payload(
     collection = _JobTasks(items, continue_on_error=payload["continue_on_error"])
     if failures is not None:
         collection.listeners = (functools.partial(_record_failure, failures),)
-    run_here(Run(collection, mode))
+    run_here(Run(collection, mode, _worker_scope))
     return [name for index, name in labels.items() if index not in done]
+
+
+_worker_scope: Scope | None = None
+
+
+def set_worker_scope(scope: Scope | None) -> None:
+    """Run every job's tasks in this process inside ``scope`` (a worker's Flask app context:
+    ``bgtask.flask.worker_context``); None: in the context each task captured."""
+    global _worker_scope
+    _worker_scope = scope
 
 
 class _JobTasks(BackgroundTasks):

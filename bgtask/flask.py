@@ -32,18 +32,19 @@ from ._current import ENVIRON_KEY
 from ._flask_config import UNSET, ClosingFlaskClient, options_from_config
 from ._flask_scope import AppContextScope
 from ._flask_views import Injector, hint_missing_extension
+from ._job import set_worker_scope
 from ._middleware import BackgroundTaskMiddleware
 from .werkzeug import BackgroundResponseMixin, attach_response_background
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from ._backend import Backend
     from ._events import Listener
     from ._offload import OffloadPool
     from ._request import RequestTasks
 
-__all__ = ["BackgroundResponse", "BgTask", "ClosingFlaskClient"]
+__all__ = ["BackgroundResponse", "BgTask", "ClosingFlaskClient", "worker_context"]
 
 
 class BgTask:
@@ -112,6 +113,22 @@ class BackgroundResponse(BackgroundResponseMixin, flask.Response):
     >>> response.background is None
     True
     """
+
+
+def worker_context(app: flask.Flask | Callable[[], flask.Flask]) -> flask.Flask:
+    """On an RQ or Celery worker: run every job's tasks in a fresh app context of ``app`` (or
+    of the app the factory ``app()`` builds), as they run in the web process. Call it once,
+    in the module the worker imports (RQ: ``rq worker -c that.module``; Celery: the module
+    ``-A`` names). Returns the app.
+
+    >>> app = worker_context(lambda: flask.Flask("myapp"))
+    >>> app.name
+    'myapp'
+    >>> set_worker_scope(None)  # (this process is no worker)
+    """
+    built = app if isinstance(app, flask.Flask) else app()
+    set_worker_scope(AppContextScope(built))
+    return built
 
 
 def _attach_background(response: flask.Response) -> flask.Response:

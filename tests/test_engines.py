@@ -392,3 +392,19 @@ def test_a_failed_jobs_record_carries_each_failed_tasks_own_exception(
     assert "tests.apps.remote_tasks.fail failed:" in record
     assert "RuntimeError: this task fails on purpose" in record
     assert "in fail\n    raise RuntimeError(msg)" in record  # the task's own traceback
+
+
+@pytest.mark.slow
+def test_worker_context_runs_a_flask_apps_tasks_in_its_app_context_on_the_workers(
+    deployment: Deployment, events_file: Path
+) -> None:
+    """worker_context(create_app) in the module the worker imports: current_app works."""
+    post(deployment.server, "/plain/tasks", {
+        "events": str(events_file), "tasks": [["app", "flask-a"], ["app", "flask-b"]],
+    })  # fmt: skip
+    wait_for(has_run(events_file, "flask-a", "flask-b"), what="both Flask tasks")
+    ran = tasks_run(events_file)
+    assert {(e["app"], e["greeting"]) for e in ran} == {
+        ("bgtask_worker_app", "hello from the worker")
+    }
+    assert {e["pid"] for e in ran} <= set(deployment.workers)

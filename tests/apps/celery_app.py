@@ -16,8 +16,9 @@ from celery import Celery
 from celery.signals import task_failure
 
 from bgtask.celery import CeleryBackend, RetryPolicy
+from bgtask.flask import worker_context
 
-from .remote_tasks import DECLARED, record_event
+from .remote_tasks import DECLARED, create_app, record_event
 
 BROKER_URL = os.environ.get("BGTASK_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 QUEUE = os.environ.get("BGTASK_TEST_QUEUE", "bgtask-tests")
@@ -27,6 +28,7 @@ app.conf.update(broker_connection_retry_on_startup=True, worker_hijack_root_logg
 
 backend = CeleryBackend(app, queue=QUEUE, tasks=DECLARED)
 retrying = CeleryBackend(app, queue=QUEUE, tasks=DECLARED, retry=RetryPolicy(max=2, backoff=0.5))
+worker_context(create_app)  # tasks run in a fresh app context of this Flask app
 
 
 @task_failure.connect  # type: ignore[untyped-decorator]  # celery ships no types

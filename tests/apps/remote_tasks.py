@@ -83,11 +83,29 @@ def decorated(events: str, tag: str) -> None:
     record(events, tag)
 
 
+def record_app(events: str, tag: str) -> None:
+    """A task of a Flask app: records the name and a config value of ``current_app``."""
+    import flask
+
+    app = flask.current_app
+    record_event(events, "task", tag=tag, kind="app", app=app.name, greeting=app.config["GREETING"])
+
+
+def create_app() -> Any:
+    """The Flask app the workers run tasks in (``bgtask.flask.worker_context(create_app)``)."""
+    import flask
+
+    app = flask.Flask("bgtask_worker_app")
+    app.config["GREETING"] = "hello from the worker"
+    return app
+
+
 KINDS: dict[str, Callable[..., object]] = {
     "record": record,
     "async": record_async,
     "fail": fail,
     "flaky": flaky,
+    "app": record_app,
 }
 #: The functions the test apps declare (``write_marker`` is not one of them).
-DECLARED: list[Callable[..., object]] = [record, record_async, fail, flaky]
+DECLARED: list[Callable[..., object]] = [record, record_async, fail, flaky, record_app]

@@ -13,11 +13,13 @@ import os
 from redis import Redis
 from rq import Queue
 
+from bgtask.flask import worker_context
 from bgtask.rq import RQBackend
 
-from .remote_tasks import DECLARED
+from .remote_tasks import DECLARED, create_app
 
 REDIS_URL = os.environ.get("BGTASK_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 QUEUE = os.environ.get("BGTASK_TEST_QUEUE", "bgtask-tests")
 
 backend = RQBackend(Queue(QUEUE, connection=Redis.from_url(REDIS_URL)), tasks=DECLARED)
+worker_context(create_app)  # tasks run in a fresh app context of this Flask app
