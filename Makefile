@@ -6,11 +6,20 @@ STAMP := $(VENV)/.installed
 
 .PHONY: test lint typecheck pytest demo bench clean
 
+DEMO_STAMP := $(VENV)/.installed-demo
+
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
+
+# The demo needs Flask and gunicorn only (the `demo` extra), not the test tools.
+$(DEMO_STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[demo]'
+	touch $(DEMO_STAMP)
 
 test: lint typecheck pytest
 
@@ -31,7 +40,7 @@ pytest: $(STAMP)
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/gunicorn --config wsgi_demo/gunicorn.conf.py wsgi_demo.app:app
 
 bench: $(STAMP)

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata as _metadata
+
 from . import _run  # installs how calling a task or a collection runs it
 from ._backend import Backend as Backend
 from ._backend import CheckingBackend as CheckingBackend
@@ -40,7 +42,12 @@ __all__ = [
     "set_exit_timeout",
 ]
 
+try:
+    __version__ = _metadata.version("wsgi-bgtask")
+except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
+
 # Reprs and tracebacks show the public path (bgtask.BackgroundTasks), as httpx does.
 for _name in __all__:
     globals()[_name].__module__ = __name__
-del _name, _run
+del _metadata, _name, _run

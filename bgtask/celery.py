@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._allowlist import AllowList
 from ._celeryjob import ALLOW_LISTS, run_collection
+from ._extras import require
 from ._payload import describe_batch, encode
 from ._remote import RemoteBackend
 from ._retry import RetryPolicy
@@ -47,6 +48,9 @@ if TYPE_CHECKING:
     from ._request import RequestTasks
 
 __all__ = ["TASK_NAME", "CeleryBackend", "RetryPolicy"]
+
+# Imported lazily (importing this module stays cheap); checked now, naming the extra.
+require(__name__, "celery", "celery")
 
 logger: Final = logging.getLogger("bgtask")
 

@@ -26,7 +26,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import flask
+from ._extras import missing
+
+try:
+    import flask
+except ImportError as error:  # a clear message naming the extra
+    raise missing("bgtask.flask", "flask", "flask") from error
 
 from ._current import ENVIRON_KEY
 from ._flask_config import UNSET, ClosingFlaskClient, options_from_config

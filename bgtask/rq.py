@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._allowlist import AllowList
 from ._claim import CLAIM_WINDOW, claim_for_web
+from ._extras import require
 from ._fallback import run_here
 from ._handoff import SENT, HandoffTimeout
 from ._payload import describe_batch, encode
@@ -47,6 +48,9 @@ if TYPE_CHECKING:
     from ._request import RequestTasks
 
 __all__ = ["RQBackend", "RetryPolicy", "run_job"]
+
+# Imported lazily (importing this module stays cheap); checked now, naming the extra.
+require(__name__, "rq", "rq")
 
 logger: Final = logging.getLogger("bgtask")
 

@@ -28,7 +28,12 @@ import contextvars
 import logging
 from typing import TYPE_CHECKING, Final
 
-from werkzeug.wrappers import Response
+from ._extras import missing
+
+try:
+    from werkzeug.wrappers import Response
+except ImportError as error:  # a clear message naming the extra
+    raise missing("bgtask.werkzeug", "werkzeug", "werkzeug") from error
 
 from ._collection import BackgroundTasks, check_item
 from ._current import BACKGROUND_KEY, ENVIRON_KEY

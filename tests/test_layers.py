@@ -15,7 +15,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(
         [
             "_native", "_clock", "_wording", "_callables", "_signature", "_stopping",
-            "_pending", "_process",
+            "_pending", "_process", "_extras",
         ],
         0,
     ),
