@@ -119,3 +119,27 @@ def test_a_listener_is_called_in_the_thread_where_the_task_runs() -> None:
     assert drain(timeout=10)
     assert threads["queued"] == threading.get_ident()
     assert threads["started"] == threads["succeeded"] != threading.get_ident()
+
+
+def test_at_the_production_level_warnings_and_errors_are_still_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With the bgtask logger at WARNING (DEBUG off), the fast path that skips building
+    events nobody hears must still log a discard, a skip and a failure."""
+
+    def raising(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        get_background_tasks().add_task(sends_welcome, "a@b.c")
+        msg = "the view failed"
+        raise ValueError(msg)
+
+    with caplog.at_level(logging.WARNING, logger="bgtask"):
+        serve(BackgroundTaskMiddleware(app), QUERY_STRING="fail")
+        try:
+            serve(BackgroundTaskMiddleware(raising))
+        except ValueError:
+            pass
+    assert [(r.levelname, r.getMessage().split(":")[0]) for r in caplog.records] == [
+        ("ERROR", "background task tests.test_events.fails failed"),
+        ("WARNING", "background task tests.test_events.sends_welcome skipped"),
+        ("WARNING", "background task tests.test_events.sends_welcome discarded"),
+    ]
