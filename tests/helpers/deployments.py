@@ -197,9 +197,14 @@ def rq_deployment(tmp: pytest.TempPathFactory) -> Iterator[Deployment]:
             return str(queue.enqueue_call("bgtask.rq.run_job", args=(payload,)).id)
 
         def failure_records(events: Path) -> list[str]:
+            """The failure records of the failed jobs whose tasks write to ``events``
+            (the deployment is shared: other tests' jobs fail in the same registry)."""
             records = []
             for job_id in queue.failed_job_registry.get_job_ids():
-                result = Job.fetch(job_id, connection=queue.connection).latest_result()
+                job = Job.fetch(job_id, connection=queue.connection)
+                if str(events) not in repr(job.args):
+                    continue
+                result = job.latest_result()
                 records.append((result.exc_string if result is not None else None) or "")
             return records
 
