@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from .helpers.readme import ScratchProject
 from .helpers.recording import request_id
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from flask.testing import FlaskClient
 
 #: Imported only where a test means to catch it being imported (never by collection).
-collect_ignore = ["apps/import_side_effect.py"]
+collect_ignore = ["apps/import_side_effect.py", "apps/readme_project"]
 
 
 @pytest.fixture
@@ -66,3 +67,16 @@ def client(app: flask.Flask) -> FlaskClient:
     from bgtask.testing import closing_client
 
     return closing_client(app.test_client())
+
+
+@pytest.fixture
+def readme_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ScratchProject]:
+    """A scratch directory holding ``yourapp`` (what README snippets import), importable, its
+    task recording to a file; snippets are written beside it. Forgotten afterwards."""
+    project = ScratchProject(tmp_path / "project")
+    monkeypatch.syspath_prepend(str(project.root))
+    monkeypatch.setenv("YOURAPP_RECORD", str(project.record))
+    try:
+        yield project
+    finally:
+        project.forget()

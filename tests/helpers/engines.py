@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..apps.remote_tasks import read_events
-from .servers import DEADLINE, Server, spawn, wait_for
+from .servers import DEADLINE, ROOT, Server, spawn, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -48,12 +48,18 @@ class WorkerProcess:
     """
 
     def __init__(
-        self, command: Sequence[str], log_path: Path, *, ready: str, env: dict[str, str]
+        self,
+        command: Sequence[str],
+        log_path: Path,
+        *,
+        ready: str,
+        env: dict[str, str],
+        cwd: Path = ROOT,
     ) -> None:
         self.log_path = log_path
         self.ready = ready
         self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop())
-        self.process = spawn(command, self._log, env, own_session=True)
+        self.process = spawn(command, self._log, env, own_session=True, cwd=cwd)
 
     def wait_ready(self) -> None:
         wait_for(self._ready, what=f"the worker to be ready (log: {self.log_path})")

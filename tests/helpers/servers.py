@@ -34,18 +34,25 @@ def wait_for(condition: Callable[[], bool], *, timeout: float = DEADLINE, what: 
 
 
 def spawn(
-    command: Sequence[str], log: IO[bytes], env: dict[str, str], *, own_session: bool = False
+    command: Sequence[str],
+    log: IO[bytes],
+    env: dict[str, str],
+    *,
+    own_session: bool = False,
+    cwd: Path = ROOT,
 ) -> subprocess.Popen[bytes]:
-    """Start ``command`` in the repository, its output to ``log``, the tests importable.
+    """Start ``command`` in the repository (or ``cwd``, importable first), its output to
+    ``log``, the tests importable.
 
     ``own_session``: in a process group of its own, so its children can be killed with it.
     """
+    path = str(ROOT) if cwd == ROOT else os.pathsep.join([str(cwd), str(ROOT)])
     return subprocess.Popen(
         list(command),
-        cwd=ROOT,
+        cwd=cwd,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, **env, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)},
+        env={**os.environ, **env, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path},
         start_new_session=own_session,
     )
 
@@ -60,10 +67,11 @@ class Server:
         *,
         workers: int = 1,
         env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
     ) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop())
-        self.process = spawn(command, self._log, env or {})
+        self.process = spawn(command, self._log, env or {}, cwd=cwd)
         self.port = 0
         try:
             wait_for(self._listening, what=f"the server to listen (log: {log_path})")
@@ -127,6 +135,7 @@ class Gunicorn(Server):
         threads: int = 4,
         args: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
     ) -> None:
         command = [
             sys.executable, "-m", "gunicorn",
@@ -142,7 +151,7 @@ class Gunicorn(Server):
             # Only for gthread: gunicorn turns a "sync" worker with threads into gthread.
             command += ["--threads", str(threads)]
         command.append(app)
-        super().__init__(command, log_path, workers=workers, env=env)
+        super().__init__(command, log_path, workers=workers, env=env, cwd=cwd)
 
 
 class WerkzeugServer(Server):

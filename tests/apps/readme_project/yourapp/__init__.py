@@ -1,0 +1,1 @@
+"""The ``yourapp`` package the README's snippets import from (copied into a scratch dir)."""
