@@ -1,15 +1,17 @@
 """The private event loop: one per process, in a native thread of its own, started lazily.
 
-It runs the coroutines it is handed (``run`` blocks the calling thread until one is done)
-and knows nothing of tasks or requests. It is never shared with application code and never
-started in a process that runs no async task. Facts it is built on (measured with gunicorn
-and gevent):
+It runs the coroutines it is handed (``run`` blocks the calling thread until one is done,
+``start`` returns at once and calls back) and knows nothing of tasks or requests. It is
+never shared with application code and never started in a process that runs no async
+task. Facts it is built on (measured with gunicorn and gevent):
 
 * under gevent's monkey-patching the loop must be created *inside* a native thread;
 * after ``fork()`` an inherited loop looks alive but its thread is gone (``PerProcess``);
 * coroutines still pending at interpreter exit are dropped silently unless drained, and so
   are the tasks they spawn (``_spawned``);
-* waiting on the loop from inside it deadlocks: refused with a clear error.
+* waiting on the loop from inside it deadlocks: refused with a clear error;
+* each ``call_soon_threadsafe`` writes to the loop's self-pipe: hand-offs that arrive while
+  one is already on its way join an inbox the loop empties in one go (one wake-up).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from collections import deque
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 from ._exit import register_drainer
 from ._native import allocate_lock, start_thread
@@ -27,9 +30,12 @@ from ._spawned import track_spawned_tasks
 from ._wording import counted
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Callable, Coroutine
 
-__all__ = ["cutting", "refuse_inside", "run"]
+__all__ = ["OnDone", "cutting", "refuse_inside", "run", "start"]
+
+#: Called on the loop's thread with (True, result) or (False, error) when a coroutine ends.
+OnDone: TypeAlias = "Callable[[bool, Any], object]"
 
 T = TypeVar("T")
 
@@ -45,7 +51,7 @@ class _Runner:
     def __init__(self) -> None:
         ready = allocate_lock()
         ready.acquire()
-        #: Tasks handed over by run(), and tasks that those tasks spawned (loop thread only).
+        #: Tasks handed over, and tasks that those tasks spawned (loop thread only).
         self.in_flight: set[asyncio.Task[Any]] = set()
         self.spawned: set[asyncio.Task[Any]] = set()
         #: The tasks of in_flight that no runner names when a deadline cuts them.
@@ -55,6 +61,9 @@ class _Runner:
         self.pending = Pending()
         #: Why the loop is cancelling everything (a deadline passed), or None.
         self.cutting: str | None = None
+        #: Hand-offs not taken yet, and whether a wake-up to take them is on its way.
+        self.inbox: deque[_Handed] = deque()
+        self.awake = False
         start_thread(self._serve, ready)
         ready.acquire()
 
@@ -67,8 +76,81 @@ class _Runner:
         ready.release()
         self.loop.run_forever()
 
+    def hand(self, handed: _Handed) -> None:
+        """From any thread: have the loop start ``handed``, waking it only if no wake-up is
+        on its way already."""
+        self.pending.add()
+        self.inbox.append(handed)
+        if not self.awake:
+            # Racing the loop's take_inbox() can only cost an extra wake-up, never a lost
+            # hand-off: it clears the flag before it empties the inbox.
+            self.awake = True
+            self.loop.call_soon_threadsafe(self.take_inbox)
+
+    def take_inbox(self) -> None:
+        """On the loop: start everything handed over since the last wake-up."""
+        self.awake = False
+        inbox = self.inbox
+        while inbox:
+            handed = inbox.popleft()
+            task = self.loop.create_task(_contained(handed.coroutine), name=handed.name)
+            self.in_flight.add(task)
+            if not handed.names_its_tasks:
+                self.unnamed.add(task)
+            task.add_done_callback(handed.finished)
+
+
+class _Handed:
+    """A coroutine on its way to the loop, and who to tell when it ends."""
+
+    __slots__ = ("coroutine", "name", "names_its_tasks", "on_done", "runner")
+
+    def __init__(
+        self,
+        runner: _Runner,
+        coroutine: Coroutine[Any, Any, Any],
+        name: str,
+        names_its_tasks: bool,
+        on_done: OnDone,
+    ) -> None:
+        self.runner = runner
+        self.coroutine = coroutine
+        self.name = name
+        self.names_its_tasks = names_its_tasks
+        self.on_done = on_done
+
+    def finished(self, task: asyncio.Task[tuple[bool, Any]]) -> None:
+        runner = self.runner
+        runner.in_flight.discard(task)
+        runner.unnamed.discard(task)
+        returned, value = task.result()
+        runner.pending.done()  # first: whoever on_done wakes may drain() at once
+        self.on_done(returned, value)
+
 
 _runner: Final[PerProcess[_Runner]] = PerProcess(_Runner)
+
+
+def start(
+    coroutine: Coroutine[Any, Any, Any],
+    name: str,
+    on_done: OnDone,
+    *,
+    names_its_tasks: bool = False,
+) -> bool:
+    """Start ``coroutine`` on the private loop and return at once; ``on_done(returned,
+    value)`` is called on the loop's thread when it ends (it must not raise).
+
+    ``name`` is the asyncio task's (see :func:`run`). False, the coroutine closed unstarted,
+    when no loop can be started any more (the interpreter is finalizing, 3.12+).
+    """
+    try:
+        runner = _runner.get()
+    except RuntimeError:
+        coroutine.close()
+        return False
+    runner.hand(_Handed(runner, coroutine, name, names_its_tasks, on_done))
+    return True
 
 
 def run(coroutine: Coroutine[Any, Any, T], name: str, *, names_its_tasks: bool = False) -> T:
@@ -85,7 +167,6 @@ def run(coroutine: Coroutine[Any, Any, T], name: str, *, names_its_tasks: bool =
         # No thread can be started any more (the interpreter is finalizing, 3.12+): run it
         # on a loop of its own, in this thread.
         return asyncio.run(coroutine)
-    loop = runner.loop
     try:
         refuse_inside()
     except RuntimeError:
@@ -97,22 +178,11 @@ def run(coroutine: Coroutine[Any, Any, T], name: str, *, names_its_tasks: bool =
     done.acquire()
     outcome: list[tuple[bool, Any]] = []
 
-    def on_done(task: asyncio.Task[tuple[bool, Any]]) -> None:
-        runner.in_flight.discard(task)
-        runner.unnamed.discard(task)
-        outcome.append(task.result())
-        runner.pending.done()
+    def on_done(returned: bool, value: Any) -> None:
+        outcome.append((returned, value))
         done.release()
 
-    def start() -> None:
-        task = loop.create_task(_contained(coroutine), name=name)
-        runner.in_flight.add(task)
-        if not names_its_tasks:
-            runner.unnamed.add(task)
-        task.add_done_callback(on_done)
-
-    runner.pending.add()
-    loop.call_soon_threadsafe(start)
+    runner.hand(_Handed(runner, coroutine, name, names_its_tasks, on_done))
     done.acquire()
     returned, value = outcome[0]
     if not returned:

@@ -1,10 +1,13 @@
-"""A per-process pool of native threads that runs work items, bounded by the exit drain.
+"""A per-process pool of native threads that runs work items, sized by its load.
 
-It runs what it is handed (``Work``: a ``run()`` that never raises, and a ``cut(reason)``
-for a deadline) and knows nothing of requests. A work item waits in the queue only while
-the queue could drain within half the exit timeout (an estimate from how long this pool's
-items take and its threads; one waiting per thread until one has finished), and never
-beyond ``max_pending``: past that, ``submit`` says no and the caller runs the work itself.
+It runs what it is handed (``Work``: a callable that never raises) and knows nothing of
+requests. Threads start as work arrives with no idle thread to take it, up to ``threads``,
+and exit after ``idle_timeout`` seconds without work, so the pool is as large as the load
+needs and no larger. A thread that finishes an item takes the next waiting one without a
+wake-up. A work item waits in the queue only while the queue could drain within half the
+exit timeout (an estimate from how long this pool's items take and its threads; one waiting
+per thread until one has finished), and never beyond ``max_pending``: past that, ``submit``
+says no and the caller runs the work itself.
 
 Threads are native (gevent's originals when it has monkey-patched ``threading``) and wait on
 native locks, so a greenlet handing work over never blocks its hub.
@@ -16,9 +19,8 @@ import time
 from collections import deque
 from typing import Any, Final, Protocol
 
-from ._exit import exit_deadline, register_drainer
+from ._exit import exit_deadline
 from ._native import allocate_lock, get_ident, start_thread
-from ._pending import Pending
 from ._process import PerProcess
 
 __all__ = ["ThreadPool", "Work"]
@@ -33,11 +35,8 @@ _WEIGHT: Final = 0.1
 class Work(Protocol):
     """What the pool runs."""
 
-    def run(self) -> None:
+    def __call__(self) -> None:
         """Do the work; never raises."""
-
-    def cut(self, reason: str, /) -> None:
-        """A deadline passed before or while it ran: name what it had left, stop starting."""
 
 
 class _Worker:
@@ -45,7 +44,7 @@ class _Worker:
 
     __slots__ = ("wake", "work")
 
-    def __init__(self, work: Work) -> None:
+    def __init__(self, work: Work | None) -> None:
         self.wake: Any = allocate_lock()
         self.wake.acquire()
         self.work: Work | None = work
@@ -65,54 +64,52 @@ class _State:
         self.thread_ids: set[int] = set()
         #: How long an item takes here, a moving average (None until one finished).
         self.mean_seconds: float | None = None
-        #: Items queued or running, for drain().
-        self.pending = Pending()
 
 
 class ThreadPool:
     """Up to ``threads`` native threads running work items, and a bounded queue."""
 
-    def __init__(self, threads: int, max_pending: int) -> None:
+    def __init__(self, threads: int, max_pending: int, idle_timeout: float) -> None:
         self.threads = threads
         self.max_pending = max_pending
+        self.idle_timeout = idle_timeout
         self._state: PerProcess[_State] = PerProcess(_State)
-        register_drainer(0, self)
 
-    def submit(self, work: Work) -> bool:
-        """Run ``work`` on a pool thread; False (nothing done) when the queue is full."""
+    def submit(self, work: Work, *, force: bool = False) -> bool:
+        """Run ``work`` on a pool thread; False (nothing done) when the queue is full, or
+        no thread can be started any more (the interpreter is finalizing).
+
+        ``force``: work already accepted (the rest of a collection that began here) waits
+        even past the bound.
+        """
         state = self._state.get()
         with state.lock:
             if state.idle:
-                worker = state.idle.pop()
+                worker = state.idle.pop()  # the most recently idle: its stack is warm
                 worker.work = work
                 state.running[work] = time.monotonic()
-                state.pending.add()
                 worker.wake.release()
                 return True
             if state.threads < self.threads:
                 state.threads += 1
                 state.running[work] = time.monotonic()
-                state.pending.add()
-            elif len(state.queue) < self.bound(state):
+            elif force or len(state.queue) < self.bound(state):
                 state.queue.append(work)
-                state.pending.add()
                 return True
             else:
                 return False
         try:
             start_thread(self._serve, state, _Worker(work))
         except RuntimeError:
-            # No new threads once the interpreter is finalizing (3.12+): the caller runs it.
             with state.lock:
                 state.threads -= 1
                 del state.running[work]
-            state.pending.done()
             return False
         return True
 
     def bound(self, state: _State) -> int:
         """How many items may wait: what drains within half the exit timeout at this
-        pool's rate, at most ``max_pending``."""
+        pool's rate (all its threads busy), at most ``max_pending``."""
         seconds = self.seconds_per_item(state)
         drainable = self.max_pending
         if seconds > 0:
@@ -134,40 +131,21 @@ class ThreadPool:
     def state(self) -> _State:
         return self._state.get()
 
-    def wait_idle(self, timeout: float | None, /) -> bool:
-        """Wait until nothing is queued or running; True when that happened in time."""
-        state = self._state.peek()
-        if state is None:
-            return True
-        if get_ident() in state.thread_ids:
-            msg = (
-                "cannot wait for the offload pool from one of its own tasks: it would wait "
-                "for itself; return from the task instead"
-            )
-            raise RuntimeError(msg)
-        return state.pending.wait(timeout)
+    def peek(self) -> _State | None:
+        """This process's state, or None if the pool never ran anything here."""
+        return self._state.peek()
 
-    def cut(self, reason: str, /) -> None:
-        """At a deadline: drop what never started and tell every item, queued or running."""
+    def on_own_thread(self) -> bool:
+        """Whether the caller is one of this pool's threads."""
         state = self._state.peek()
-        if state is None:
-            return
-        with state.lock:
-            dropped = list(state.queue)
-            state.queue.clear()
-            running = list(state.running)
-        for work in dropped:
-            work.cut(reason)
-        state.pending.done(len(dropped))
-        for work in running:
-            work.cut(reason)
+        return state is not None and get_ident() in state.thread_ids
 
     def _serve(self, state: _State, worker: _Worker) -> None:
         state.thread_ids.add(get_ident())
         work = worker.work
         while work is not None:
             began = time.monotonic()
-            work.run()
+            work()
             with state.lock:
                 now = time.monotonic()
                 elapsed = now - state.running.pop(work, began)
@@ -179,7 +157,20 @@ class ThreadPool:
                 else:
                     work = worker.work = None
                     state.idle.append(worker)
-            state.pending.done()
             if work is None:
-                worker.wake.acquire()  # until submit() hands this thread an item
-                work = worker.work
+                work = self._wait_for_work(state, worker)
+        state.thread_ids.discard(get_ident())
+
+    def _wait_for_work(self, state: _State, worker: _Worker) -> Work | None:
+        """Sleep until ``submit`` hands this thread an item; None (the thread exits) after
+        ``idle_timeout`` seconds without one."""
+        if worker.wake.acquire(timeout=self.idle_timeout):
+            return worker.work
+        with state.lock:
+            if worker in state.idle:
+                state.idle.remove(worker)
+                state.threads -= 1
+                return None
+        # submit() took this thread just as the wait ended: its release is on its way.
+        worker.wake.acquire()
+        return worker.work

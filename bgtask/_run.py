@@ -1,8 +1,10 @@
 """Driving a run: sync tasks in the calling thread, async ones on the private loop.
 
 :func:`run_here` drives a :class:`~bgtask._policy.Run` from the calling thread: sync tasks
-there, consecutive async tasks on the private loop in one hand-off. This is the only module
-that talks to the loop. It also installs how calling a task or a collection runs it.
+there, consecutive async tasks on the private loop in one hand-off. :func:`run_sync` and
+:func:`async_chain` are its two halves, which ``_relay`` drives from two sides (the pool's
+threads and the loop) without a thread waiting on the other. It also installs how calling
+a task or a collection runs it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
     import contextvars
     from collections.abc import Coroutine
 
-__all__ = ["Run", "run_here"]
+__all__ = ["Run", "async_chain", "continue_here", "run_here", "run_sync"]
 
 
 class _NotStarted:
@@ -39,19 +41,23 @@ def run_here(run: Run) -> None:
 
     Raises only what tells the process to stop (see ``_stopping``), after cutting the rest.
     """
-    task = run.next()
+    continue_here(run, run.next())
+
+
+def continue_here(run: Run, task: BackgroundTask | None) -> None:
+    """Drive ``run`` from this thread, starting with ``task`` (what ``run.next()`` gave)."""
     while task is not None:
         if task.is_async:
             first = task
             try:
-                task = _loop.run(_async_chain(run, first), first.name, names_its_tasks=True)
+                task = _loop.run(async_chain(run, first), first.name, names_its_tasks=True)
             except RuntimeError as exc:
                 # Refused before anything ran (waiting on the loop from inside it): a
                 # failure of the task at hand, logged like any other.
                 _end(run, first, exc, None)
                 task = run.next()
         else:
-            _run_sync(run, task)
+            run_sync(run, task)
             task = run.next()
 
 
@@ -63,7 +69,8 @@ def _end(
         (context or task.context.copy()).run(run.end, task, outcome)
 
 
-def _run_sync(run: Run, task: BackgroundTask) -> None:
+def run_sync(run: Run, task: BackgroundTask) -> None:
+    """Run the sync ``task`` of ``run`` here: start, call (in its scope), end."""
     if run.scope is None:
         # The common case in one pass through the task's context: start, call, end.
         own = task.context.copy()
@@ -134,8 +141,9 @@ def _stop_if_asked(run: Run, error: BaseException) -> None:
         raise error
 
 
-async def _async_chain(run: Run, task: BackgroundTask | None) -> BackgroundTask | None:
-    """Run ``task`` and the async tasks after it; return the first sync one (or None)."""
+async def async_chain(run: Run, task: BackgroundTask | None) -> BackgroundTask | None:
+    """On the loop: run ``task`` and the async tasks after it; return the first sync one
+    (or None at the end)."""
     while task is not None and task.is_async:
         await _run_async(run, task)
         task = run.next()

@@ -168,4 +168,4 @@ def test_the_offload_queue_holds_only_what_the_exit_timeout_can_drain() -> None:
     # Each inline run lets the pool finish one: about every other request runs inline.
     assert len(inline) >= 4, f"only {inline} ran inline: the queue outgrew the exit timeout"
     assert "ERROR" not in result.stderr
-    assert "offload queue full" in result.stderr
+    assert "offload pool full" in result.stderr

@@ -23,7 +23,11 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(["_logging", "_events", "_lifecycle", "_task", "_collection"], 1),
     # 2. the runners: the policy, the loop, the pool, inline runs, the exit drain
     **dict.fromkeys(
-        ["_exit", "_stepping", "_spawned", "_loop", "_pool", "_policy", "_run", "_inline"], 2
+        [
+            "_exit", "_stepping", "_spawned", "_loop", "_pool", "_policy", "_run", "_relay",
+            "_inline",
+        ],
+        2,
     ),
     # 3. the WSGI layer: the request's collection, backends, the closing iterable
     **dict.fromkeys(

@@ -291,7 +291,10 @@ def test_full_queue_runs_the_collection_inline_with_one_warning_per_interval(
         assert ran == [("third", True)], "ran inline, before close() returned"
         [(level, message)] = problems(bgtask_log)
         assert level == "WARNING"
-        assert message.startswith("offload queue full (1 collection waiting, 1 thread busy,")
+        assert message.startswith(
+            "offload pool full (2 collections in flight, 1 collection waiting for a thread, "
+            "1 thread running,"
+        )
         assert "running tasks inline in close() until it drains" in message
 
         request(app, lambda tasks: tasks.add_task(note, "fourth"))
@@ -804,11 +807,11 @@ def test_exit_deadline_names_the_offloaded_tasks_it_cuts(tmp_path: Path) -> None
 
     elapsed = time.monotonic() - began
     assert result.returncode == 0, result.stderr
-    assert result.stderr.splitlines() == [
-        "ERROR bgtask background task __main__.never_started cut: exit deadline passed "
-        "before it started",
+    assert result.stderr.splitlines() == [  # in the order the collections were accepted
         "ERROR bgtask background task __main__.busy_for_30_seconds cut: exit deadline passed "
         "while it ran",
+        "ERROR bgtask background task __main__.never_started cut: exit deadline passed "
+        "before it started",
     ]
     assert not marker.exists()
     # The default deadline is 10 s and the task 30 s: far under both.

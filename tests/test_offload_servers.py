@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 
 OFFLOAD = {"BGTASK_TEST_OFFLOAD": "1"}
-FULL = "offload queue full"
+FULL = "offload pool full"
 
 
 def serve(
