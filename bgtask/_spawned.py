@@ -39,7 +39,7 @@ def track_spawned_tasks(
         if parent is None:  # bgtask's own chain task, created from a callback: counted already
             return asyncio.Task(coroutine, loop=loop, **options)
         name = f"{_name_of(coroutine)} (spawned by {parent.get_name()})"
-        task = asyncio.Task(_contained(stepped(coroutine, name), name), loop=loop, **options)
+        task = _Spawned(_contained(stepped(coroutine, name), name), loop=loop, **options)
         task.set_name(name)  # create_task(name=...) renames it afterwards
         pending.add()
         spawned.add(task)
@@ -55,7 +55,17 @@ def track_spawned_tasks(
         finally:
             pending.done()  # last: drain() returns only once the failure is logged
 
-    loop.set_task_factory(create)  # type: ignore[arg-type]
+    loop.set_task_factory(create)  # type: ignore[arg-type, unused-ignore]
+
+
+class _Spawned(asyncio.Task[Any]):
+    """A spawned task, whose name survives ``create_task(coroutine)`` without a name."""
+
+    def set_name(self, value: object) -> None:
+        # Python 3.13.0's create_task calls set_name(None) after a task factory ran, which
+        # would rename every spawned task "None"; a name given to create_task still wins.
+        if value is not None:
+            super().set_name(value)
 
 
 async def _contained(coroutine: Coroutine[Any, Any, Any], name: str) -> Any:

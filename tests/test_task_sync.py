@@ -6,6 +6,7 @@ import functools
 import inspect
 import itertools
 import re
+import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -323,14 +324,20 @@ BINDING_ERRORS = [
         send_with_token,
         (),
         {"token": PRIVATE_EMAIL, "to": PRIVATE_KEY},
-        "'token' parameter is positional only, but was passed as a keyword",
+        # inspect's own wording, which Python 3.13 changed
+        "got some positional-only arguments passed as keyword arguments: 'token'"
+        if sys.version_info >= (3, 13)
+        else "'token' parameter is positional only, but was passed as a keyword",
         id="positional-only-as-keyword",
     ),
     pytest.param(
         send_with_token,
         (PRIVATE_EMAIL,),
         {},
-        "missing a required argument: 'to'",
+        # Python 3.12 started naming the kind of the missing parameter
+        "missing a required keyword-only argument: 'to'"
+        if sys.version_info >= (3, 12)
+        else "missing a required argument: 'to'",
         id="missing-keyword-only",
     ),
 ]
