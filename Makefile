@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: test lint typecheck pytest demo bench clean
 
 DEMO_STAMP := $(VENV)/.installed-demo
+BENCH_STAMP := $(VENV)/.installed-bench
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +21,12 @@ $(DEMO_STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[demo]'
 	touch $(DEMO_STAMP)
+
+# The benchmarks compare with Starlette under uvicorn (the `bench` extra); wrk, when
+# installed (apt-get install wrk), is the load generator.
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
 
 test: lint typecheck pytest
 
@@ -43,7 +50,7 @@ pytest: $(STAMP)
 demo: $(DEMO_STAMP)
 	$(BIN)/gunicorn --config wsgi_demo/gunicorn.conf.py wsgi_demo.app:app
 
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	@for script in bench/bench_*.py; do \
 		module=bench.$$(basename $$script .py); echo "== $$module"; \
 		$(BIN)/python -m $$module || exit 1; \
