@@ -220,7 +220,14 @@ class Process(Server):
         return False
 
 
-def gunicorn(scratch: Path, *, pool_threads: int, workers: int = WORKERS) -> Stack:
+def gunicorn(
+    scratch: Path,
+    *,
+    pool_threads: int,
+    workers: int = WORKERS,
+    env: dict[str, str] | None = None,
+    name: str = "gunicorn",
+) -> Stack:
     """gunicorn gthread, ``WORKERS`` x ``THREADS``, each worker on its own SO_REUSEPORT socket.
 
     Without ``--reuse-port`` the workers share one listening socket, and which of them
@@ -228,7 +235,7 @@ def gunicorn(scratch: Path, *, pool_threads: int, workers: int = WORKERS) -> Sta
     seen run to run, and with keep-alive a worker only ever serves the connections it
     accepted. With it, the kernel spreads connections over the workers by address hash.
     """
-    stats = scratch / f"gunicorn-{workers}-stats"
+    stats = scratch / f"{name}-{workers}-stats"
     stats.mkdir()
     port = free_port()
     command = [
@@ -238,9 +245,13 @@ def gunicorn(scratch: Path, *, pool_threads: int, workers: int = WORKERS) -> Sta
         "--no-control-socket", "--error-logfile", "-",
         "bench._server_app:app",
     ]  # fmt: skip
-    env = {"BGTASK_BENCH_STATS": str(stats), "BGTASK_BENCH_POOL_THREADS": str(pool_threads)}
-    log = scratch / f"gunicorn-{workers}.log"
-    server = Process(command, log, port, env, "Booting worker", workers=workers)
+    environment = {
+        "BGTASK_BENCH_STATS": str(stats),
+        "BGTASK_BENCH_POOL_THREADS": str(pool_threads),
+        **(env or {}),
+    }
+    log = scratch / f"{name}-{workers}.log"
+    server = Process(command, log, port, environment, "Booting worker", workers=workers)
     stack = Stack(server, stats, "gunicorn gthread")
     wait_for(stack.answers, what="gunicorn to answer")
     stack.warm_every_worker("/wsgi", workers)

@@ -10,14 +10,18 @@ task. Facts it is built on (measured with gunicorn and gevent):
 * coroutines still pending at interpreter exit are dropped silently unless drained, and so
   are the tasks they spawn (``_spawned``);
 * waiting on the loop from inside it deadlocks: refused with a clear error;
-* each ``call_soon_threadsafe`` writes to the loop's self-pipe: hand-offs that arrive while
-  one is already on its way join an inbox the loop empties in one go (one wake-up).
+* each ``call_soon_threadsafe`` writes to the loop's self-pipe, and on a loaded server
+  each wake-up of the loop's thread is a fight for the GIL: hand-offs join an inbox the
+  loop empties in one go, and they wake the loop only when it will not wake within a tick
+  anyway (``_ticking``: while timers are due, it wakes on a 2 ms grid). An offloaded
+  worker's CPU per request with 20 ms async tasks fell from +188 to +86 µs with the tick.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import selectors
 import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
@@ -27,6 +31,7 @@ from ._native import allocate_lock, start_thread
 from ._pending import Pending
 from ._process import PerProcess
 from ._spawned import track_spawned_tasks
+from ._ticking import TickingSelector
 from ._wording import counted
 
 if TYPE_CHECKING:
@@ -64,28 +69,52 @@ class _Runner:
         #: Hand-offs not taken yet, and whether a wake-up to take them is on its way.
         self.inbox: deque[_Handed] = deque()
         self.awake = False
+        #: Whether the loop will take its inbox soon without a wake-up: it is running, or
+        #: waiting at most a tick (``_ticking``).
+        self.ticking = False
         start_thread(self._serve, ready)
         ready.acquire()
 
     def _serve(self, ready: Any) -> None:
         # Created here, inside the native thread: a loop made elsewhere and run in this
         # thread never completes its futures under gevent.
-        self.loop = asyncio.new_event_loop()
+        self.loop = self._new_loop()
         asyncio.set_event_loop(self.loop)
         track_spawned_tasks(self.loop, self.pending, self.spawned)
         ready.release()
         self.loop.run_forever()
 
-    def hand(self, handed: _Handed) -> None:
-        """From any thread: have the loop start ``handed``, waking it only if no wake-up is
-        on its way already."""
+    def _new_loop(self) -> asyncio.AbstractEventLoop:
+        if type(asyncio.get_event_loop_policy()) is not asyncio.DefaultEventLoopPolicy:
+            # The application chose its loops (uvloop, say): its choice, without the tick.
+            return asyncio.new_event_loop()
+        ticking = TickingSelector(selectors.DefaultSelector(), self._before_wait, self._after_wait)
+        return asyncio.SelectorEventLoop(ticking)
+
+    def hand(self, handed: _Handed, *, urgent: bool = False) -> None:
+        """From any thread: have the loop start ``handed``, waking it only if it will not
+        look at its inbox within a tick anyway (unless ``urgent``: a thread waits for it)
+        and no wake-up is on its way already."""
         self.pending.add()
         self.inbox.append(handed)
-        if not self.awake:
+        # Appended before the flags are read, and the loop clears `ticking` before it
+        # looks at the inbox and waits: one of the two always sees the other.
+        if (urgent or not self.ticking) and not self.awake:
             # Racing the loop's take_inbox() can only cost an extra wake-up, never a lost
             # hand-off: it clears the flag before it empties the inbox.
             self.awake = True
             self.loop.call_soon_threadsafe(self.take_inbox)
+
+    def _before_wait(self, soon: bool) -> bool:
+        # In the loop's thread, before every wait: True, do not wait, the inbox has work.
+        self.ticking = soon
+        return bool(self.inbox)
+
+    def _after_wait(self) -> None:
+        self.ticking = True  # running: it reaches _before_wait again before it waits
+        if self.inbox and not self.awake:
+            self.awake = True
+            self.loop.call_soon(self.take_inbox)
 
     def take_inbox(self) -> None:
         """On the loop: start everything handed over since the last wake-up."""
@@ -182,7 +211,7 @@ def run(coroutine: Coroutine[Any, Any, T], name: str, *, names_its_tasks: bool =
         outcome.append((returned, value))
         done.release()
 
-    runner.hand(_Handed(runner, coroutine, name, names_its_tasks, on_done))
+    runner.hand(_Handed(runner, coroutine, name, names_its_tasks, on_done), urgent=True)
     done.acquire()
     returned, value = outcome[0]
     if not returned:

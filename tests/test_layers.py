@@ -24,8 +24,8 @@ LAYERS: dict[str, int] = {
     # 2. the runners: the policy, the loop, the pool, inline runs, the exit drain
     **dict.fromkeys(
         [
-            "_exit", "_stepping", "_spawned", "_loop", "_pool", "_policy", "_run", "_relay",
-            "_inline",
+            "_exit", "_stepping", "_spawned", "_ticking", "_loop", "_pool", "_policy", "_run",
+            "_relay", "_inline",
         ],
         2,
     ),
