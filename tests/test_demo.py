@@ -69,8 +69,12 @@ def test_demo_timeline_shows_each_response_before_its_tasks(tmp_path: Path) -> N
         assert status == 200
         for rid in by_request:
             assert f"request-{rid}" in html
-        for name in ("request received", "task queued", "response sent", "task finished"):
-            assert f"<b>{name}</b>" in html
+        # Each request drawn as its phases: the response, then its task that ran.
+        assert html.count('class="phase response"') == 5
+        assert html.count('class="phase finished"') == 5
+        status, fragment = _request(server.url + "/rows")
+        assert status == 200
+        assert fragment.decode().count('class="request"') == 5
 
 
 def test_demo_records_a_failed_task_and_the_one_it_skipped(tmp_path: Path) -> None:
@@ -93,3 +97,54 @@ def test_demo_records_a_failed_task_and_the_one_it_skipped(tmp_path: Path) -> No
         assert sequence.index("task failed") < sequence.index("task skipped")
         assert "write_log_sync" in _events(events)[-1]["detail"]
         assert _request(server.url + "/fail")[0] == 200  # the worker is fine
+        # The failure is in the terminal (gunicorn's output), as in a real deployment.
+        wait_for(
+            lambda: "RuntimeError: the SMTP server said no" in server.log(),
+            what="the failure's traceback in the server's output",
+        )
+        assert "wsgi_demo.app.flaky_task failed" in server.log()
+
+
+def test_demo_serves_each_endpoint_offloaded_under_offload(tmp_path: Path) -> None:
+    """/offload/...: the same endpoint, its task run by the offload pool, after the response."""
+    events = tmp_path / "events.jsonl"
+    env = {"BGTASK_DEMO_EVENTS": str(events), "BGTASK_DEMO_TASK_SECONDS": "0.2"}
+    with Gunicorn(
+        "wsgi_demo.app:app",
+        tmp_path / "gunicorn.log",
+        args=["--config", "wsgi_demo/gunicorn.conf.py"],
+        workers=1,
+        env=env,
+    ) as server:
+        status, _ = _request(f"{server.url}/offload/send-notification/you@example.com", "POST")
+        assert status == 200
+        wait_for(
+            lambda: any(e["event"] == "task finished" for e in _events(events)),
+            what="the offloaded task to finish",
+        )
+        recorded = _events(events)
+        assert recorded[0]["path"] == "/offload/send-notification/you@example.com"
+        sequence = [e["event"] for e in recorded]
+        assert sequence.index("response sent") < sequence.index("task started")
+        ran = {e["mode"] for e in recorded if e["event"] in ("task started", "task finished")}
+        assert ran == {"offload"}
+
+
+def test_each_demo_run_has_an_event_log_of_its_own(tmp_path: Path) -> None:
+    """Without BGTASK_DEMO_EVENTS, a run starts empty, and its log is gone when it stops."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {"BGTASK_DEMO_EVENTS": "", "TMPDIR": str(temporary)}
+    args = ["--config", "wsgi_demo/gunicorn.conf.py"]
+    with Gunicorn("wsgi_demo.app:app", tmp_path / "one.log", args=args, env=env) as first:
+        assert _request(first.url + "/log")[0] == 200
+        wait_for(
+            lambda: 'class="phase finished"' in _request(first.url + "/rows")[1].decode(),
+            what="the first run's task on its timeline",
+        )
+        [log] = temporary.glob("bgtask-demo-*.jsonl")
+        assert log.read_text()
+    assert not log.exists()
+    with Gunicorn("wsgi_demo.app:app", tmp_path / "two.log", args=args, env=env) as second:
+        assert 'id="empty"' in _request(second.url + "/rows")[1].decode()
+    assert list(temporary.iterdir()) == []

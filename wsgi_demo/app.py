@@ -2,9 +2,11 @@
 
 The timeline listens to bgtask's task events (queued, started, finished, failed, skipped,
 ...) through ``BgTask(app, listeners=[...])``, and the demo's own middleware adds when each
-request arrived and when its response was sent; ``GET /`` draws the recent requests, so you
-can see each response leave before its tasks ran. Served by ``make demo`` (gunicorn,
-gthread workers, http://127.0.0.1:8000).
+request arrived and when its response was sent; ``GET /`` draws the recent requests as
+phases (the response, then each task), with a button per endpoint to fire it inline or
+offloaded. Every endpoint is served twice: at its path by an app whose tasks run inline in
+``close()``, and under ``/offload`` by the same app with ``offload=True``. Served by ``make
+demo`` (gunicorn, gthread workers, http://127.0.0.1:8000).
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, jsonify, render_template, request
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from bgtask import BackgroundTask, BackgroundTasks, background, get_background_tasks
 from bgtask.flask import BackgroundResponse, BgTask
 
 from .events import as_dict, recent_requests, record, request_id
+from .timeline import rows_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -145,25 +149,38 @@ def on_task_event(event: TaskEvent) -> None:
         return
     token = request_id.set(environ["bgtask_demo.request_id"])
     try:
-        record(label, event.name)
+        record(label, event.name, task=str(event.task.id), mode=event.mode)
     finally:
         request_id.reset(token)
 
 
-def create_app() -> Flask:
-    """Build the demo app."""
+#: The endpoints the page offers to fire: (method, path, what it shows).
+ENDPOINTS = [
+    ("POST", "/send-notification/you@example.com", "injected BackgroundTasks (FastAPI)"),
+    ("GET", "/send-notification", "@background on the route (Esmerald)"),
+    ("GET", "/log", "a sync no-op task"),
+    ("POST", "/background-test/signup", "response.background (Ellar)"),
+    ("POST", "/register", "EmailTasks with an injected service"),
+    ("GET", "/fail", "a failing task, and the one after it skipped"),
+]
+
+_PAGES = (None, "timeline", "timeline_rows", "events_json", "static")
+
+
+def create_app(*, offload: bool = False) -> Flask:
+    """Build the demo app; with ``offload``, its tasks run on the offload pool."""
     app = Flask(__name__)
     app.wsgi_app = _RecordResponseSent(app.wsgi_app)  # type: ignore[method-assign]
-    BgTask(app, listeners=[on_task_event])
+    BgTask(app, offload=offload, listeners=[on_task_event])
 
     @app.before_request
     def start_request() -> None:
-        if request.endpoint in (None, "timeline", "events_json", "static"):
+        if request.endpoint in _PAGES:
             return
         rid = f"{os.getpid()}-{next(_request_numbers)}"
         request.environ["bgtask_demo.request_id"] = rid
         request_id.set(rid)
-        record("request received", path=request.path)
+        record("request received", path=request.script_root + request.path)
 
     # FastAPI: injected BackgroundTasks, positional and keyword arguments.
     @app.route("/send-notification/<email>", methods=["GET", "POST"])
@@ -213,7 +230,13 @@ def create_app() -> Flask:
 
     @app.get("/")
     def timeline() -> str:
-        return render_template("timeline.html", requests=_timeline_rows())
+        rows = rows_of(recent_requests())
+        return render_template("timeline.html", rows=rows, endpoints=ENDPOINTS)
+
+    @app.get("/rows")
+    def timeline_rows() -> str:
+        """The timeline's table alone: what the page fetches to update itself."""
+        return render_template("rows.html", rows=rows_of(recent_requests()))
 
     @app.get("/events.json")
     def events_json() -> Response:
@@ -227,27 +250,11 @@ def create_app() -> Flask:
     return app
 
 
-def _timeline_rows() -> list[dict[str, Any]]:
-    rows = []
-    for rid, events in recent_requests():
-        start = events[0]["time"]
-        end = max(event["time"] for event in events)
-        span = max(end - start, 0.001)
-        rows.append(
-            {
-                "id": rid,
-                "path": next((e["path"] for e in events if e["path"]), ""),
-                "events": [
-                    {
-                        **event,
-                        "offset_ms": (event["time"] - start) * 1000,
-                        "left": 100 * (event["time"] - start) / span,
-                    }
-                    for event in events
-                ],
-            }
-        )
-    return rows
+def create_demo() -> WSGIApplication:
+    """Each endpoint twice: at its path with inline tasks, under /offload offloaded."""
+    inline = create_app()
+    offloaded = create_app(offload=True)
+    return DispatcherMiddleware(inline, {"/offload": offloaded})
 
 
-app = create_app()
+app = create_demo()

@@ -1,5 +1,9 @@
 """gunicorn settings for ``make demo``: gthread workers on 127.0.0.1:8000."""
 
+import os
+
+from wsgi_demo.events import ENVIRONMENT_VARIABLE, new_log
+
 bind = "127.0.0.1:8000"
 worker_class = "gthread"
 workers = 2
@@ -11,3 +15,16 @@ loglevel = "info"
 
 # Keep the heartbeat while a restarting worker drains its tasks (see the README).
 from bgtask.gunicorn import post_worker_init  # noqa: E402,F401 (a gunicorn hook)
+
+
+def on_starting(server: object) -> None:
+    """A fresh event log for this run, which the workers inherit (unless one was given)."""
+    if not os.environ.get(ENVIRONMENT_VARIABLE):
+        os.environ[ENVIRONMENT_VARIABLE] = new_log()
+        os.environ["BGTASK_DEMO_EVENTS_OWNED"] = "1"
+
+
+def on_exit(server: object) -> None:
+    """Remove this run's event log, if this run created it."""
+    if os.environ.pop("BGTASK_DEMO_EVENTS_OWNED", None):
+        os.unlink(os.environ[ENVIRONMENT_VARIABLE])
