@@ -24,7 +24,10 @@ from ._exit import set_exit_timeout as set_exit_timeout
 from ._failed import TasksFailed as TasksFailed
 from ._middleware import BackgroundTaskMiddleware as BackgroundTaskMiddleware
 from ._offload import OffloadPool as OffloadPool
+from ._options import TaskOptions as TaskOptions
+from ._options import task as task
 from ._request import RequestTasks as RequestTasks
+from ._retry import RetryPolicy as RetryPolicy
 from ._task import BackgroundTask as BackgroundTask
 
 __all__ = [
@@ -35,11 +38,14 @@ __all__ = [
     "CheckingBackend",
     "OffloadPool",
     "RequestTasks",
+    "RetryPolicy",
+    "TaskOptions",
     "TasksFailed",
     "background",
     "drain",
     "get_background_tasks",
     "set_exit_timeout",
+    "task",
 ]
 
 try:

@@ -26,8 +26,9 @@ logger: Final = logging.getLogger("bgtask")
 
 #: What happened to a task.
 Kind: TypeAlias = Literal[
-    "queued", "started", "succeeded", "failed", "skipped", "discarded", "cut", "handed_off"
-]
+    "queued", "started", "succeeded", "failed", "skipped", "discarded", "cut", "handed_off",
+    "retrying", "timed_out", "overdue",
+]  # fmt: skip
 #: Where it ran (or was sent): in ``close()``, on the offload pool, on an engine's worker,
 #: or in this process after an engine could not be reached.
 Mode: TypeAlias = Literal["inline", "offload", "rq", "celery", "fallback"]
@@ -72,7 +73,7 @@ class TaskEvent:
     @property
     def error(self) -> BaseException | None:
         """What a failed task raised."""
-        return self.task.error if self.kind == "failed" else None
+        return self.task.error if self.kind in ("failed", "retrying", "timed_out") else None
 
     @property
     def duration(self) -> float | None:

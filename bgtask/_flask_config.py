@@ -9,6 +9,7 @@ key                            what it sets                                defau
 ``BGTASK_OFFLOAD_MAX_PENDING`` that pool's ``max_pending``                 ``1000``
 ``BGTASK_BACKEND``             a backend object (``RQBackend(...)``)       (none)
 ``BGTASK_EXIT_TIMEOUT``        seconds the exit drain waits (the process)  ``10``
+``BGTASK_TASK_TIMEOUT``        a task's deadline, unless it has its own    (none)
 =============================  ==========================================  =========
 
 Keyword arguments of ``BgTask(app, ...)`` win over the config.

@@ -1,9 +1,12 @@
 """The one place where a task changes state: each transition is decided and announced here.
 
-    created -> queued -> running -> succeeded | failed
+    created -> queued -> running -> succeeded | failed | timed_out
                       -> skipped | discarded | handed_off | cut
     handed_off -> running            (the offload pool, or this process after an outage)
-    running -> cut                   (a deadline passed while it ran)
+    running -> retrying -> running   (it failed, and its retry policy has retries left)
+    running | retrying -> cut        (a deadline passed while it ran, or waited to retry)
+
+"overdue" is an event, not a state: a sync task ran past its deadline and runs on.
 
 A cut task stays cut: at a deadline the process is ending, and an outcome that arrives
 afterwards is not announced. When a task of a request's collection reaches its final state
@@ -26,9 +29,12 @@ __all__ = [
     "discarded",
     "ended",
     "handed_off",
+    "overdue",
     "queued",
+    "retrying",
     "skipped",
     "started",
+    "timed_out",
 ]
 
 
@@ -47,8 +53,36 @@ def started(task: BackgroundTask, collection: object, mode: Mode) -> bool:
         return False
     task.state = "running"
     task._started = now()
+    task.attempts += 1
     announce("started", task, collection, mode)
     return True
+
+
+def retrying(
+    task: BackgroundTask, collection: object, mode: Mode, error: BaseException, reason: str
+) -> None:
+    """``task`` raised ``error`` and will run again (``reason``: which attempt, when)."""
+    if task.state == "cut":
+        return
+    task.state = "retrying"
+    task.error = error
+    announce("retrying", task, collection, mode, reason)
+
+
+def timed_out(
+    task: BackgroundTask, collection: object, mode: Mode, error: BaseException, reason: str
+) -> None:
+    """``task`` (async) was cancelled at its deadline: a failure, named with its limit."""
+    task.error = error
+    _end(task, collection, "timed_out", "timed_out", mode, reason)
+
+
+def overdue(task: BackgroundTask, collection: object, mode: Mode, reason: str) -> None:
+    """``task`` (sync) is still running past its deadline; it cannot be interrupted."""
+    if task.state != "running" or task.overdue:
+        return
+    task.overdue = True
+    announce("overdue", task, collection, mode, reason)
 
 
 def ended(

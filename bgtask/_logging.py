@@ -10,6 +10,10 @@ skipped        WARNING  background task NAME skipped: an earlier task ... failed
 discarded      WARNING  background task NAME discarded: REASON (DEBUG under capture)
 cut            ERROR    background task NAME cut: REASON
 handed_off     DEBUG    background task NAME handed off to DESTINATION
+retrying       WARNING  background task NAME failed, retrying: attempt N of M in S s
+                        (with the traceback)
+timed_out      ERROR    background task NAME timed out: its deadline of S s passed; ...
+overdue        WARNING  background task NAME overdue: still running after S s, ...
 =============  =======  ==============================================================
 
 Lines name the function, never argument values. Each record carries ``task``, ``event``
@@ -40,6 +44,9 @@ _LEVELS: Final[dict[Kind, int]] = {
     "discarded": logging.WARNING,
     "cut": logging.ERROR,
     "handed_off": logging.DEBUG,
+    "retrying": logging.WARNING,
+    "timed_out": logging.ERROR,
+    "overdue": logging.WARNING,
 }
 
 
@@ -70,9 +77,20 @@ def log_event(event: TaskEvent) -> None:
         logger.debug(
             "background task %s finished in %.3f ms", event.name, milliseconds, extra=extra
         )
+    elif kind == "retrying":
+        error = event.error
+        exc_info = (type(error), error, error.__traceback__) if error is not None else None
+        logger.warning(
+            "background task %s failed, retrying: %s",
+            event.name,
+            event.reason,
+            exc_info=exc_info,
+            extra=extra,
+        )
     elif kind == "handed_off":
         logger.debug("background task %s handed off to %s", event.name, event.reason, extra=extra)
     elif event.reason is not None:
-        logger.log(level, "background task %s %s: %s", event.name, kind, event.reason, extra=extra)
+        said = kind.replace("_", " ")  # "timed out"
+        logger.log(level, "background task %s %s: %s", event.name, said, event.reason, extra=extra)
     else:
         logger.log(level, "background task %s %s", event.name, kind, extra=extra)

@@ -37,7 +37,7 @@ from ._wording import counted
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
-__all__ = ["OnDone", "cutting", "refuse_inside", "run", "start"]
+__all__ = ["OnDone", "cutting", "later", "refuse_inside", "run", "start"]
 
 #: Called on the loop's thread with (True, result) or (False, error) when a coroutine ends.
 OnDone: TypeAlias = "Callable[[bool, Any], object]"
@@ -180,6 +180,25 @@ def start(
         return False
     runner.hand(_Handed(runner, coroutine, name, names_its_tasks, on_done))
     return True
+
+
+def later(delay: float, callback: Callable[[], object]) -> bool:
+    """From any thread: call ``callback`` on the loop's thread in ``delay`` seconds (it
+    must not raise). Not pending work: ``drain()`` does not wait for it. False when no loop
+    can be started any more (the interpreter is finalizing)."""
+    try:
+        runner = _runner.get()
+    except RuntimeError:
+        return False
+    runner.loop.call_soon_threadsafe(runner.loop.call_later, delay, _logged, callback)
+    return True
+
+
+def _logged(callback: Callable[[], object]) -> None:
+    try:
+        callback()
+    except Exception:
+        logger.exception("a bgtask timer's callback raised")
 
 
 def run(coroutine: Coroutine[Any, Any, T], name: str, *, names_its_tasks: bool = False) -> T:

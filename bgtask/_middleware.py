@@ -9,6 +9,7 @@ from ._backend import Backend, CheckingBackend, backend_override
 from ._closing import run_after_close
 from ._current import ENVIRON_KEY, current_tasks
 from ._offload import OffloadPool, default_pool
+from ._options import TaskOptions
 from ._request import RequestTasks
 from ._unread import unread_background
 
@@ -38,14 +39,15 @@ class BackgroundTaskMiddleware:
     instead: an :class:`OffloadPool` (a pool of task threads), or the RQ and Celery
     backends; ``offload=True`` is shorthand for the process's default pool. ``task_scope``
     is an integration's hook around each task (Flask's app context), ``listeners`` are told
-    of this app's task events besides the process's.
+    of this app's task events besides the process's. ``task_timeout`` is the deadline, in
+    seconds from its start, of every task without one of its own (``@bgtask.task``).
 
     >>> from wsgiref.simple_server import demo_app
     >>> app = BackgroundTaskMiddleware(demo_app)
     >>> app = BackgroundTaskMiddleware(demo_app, offload=True)
     """
 
-    __slots__ = ("_check", "app", "backend", "listeners", "task_scope")
+    __slots__ = ("_check", "app", "backend", "listeners", "task_scope", "task_timeout")
 
     def __init__(
         self,
@@ -55,8 +57,11 @@ class BackgroundTaskMiddleware:
         backend: Backend | None = None,
         task_scope: Scope | None = None,
         listeners: Iterable[Listener] = (),
+        task_timeout: float | None = None,
     ) -> None:
         self.app = app
+        # Checked as a task's own would be: a bad value fails here, at startup.
+        self.task_timeout = TaskOptions(timeout=task_timeout).timeout
         #: Where requests' tasks go; None runs them inline, in close().
         self.backend = choose_backend(offload, backend)
         self._check = self.backend.check if isinstance(self.backend, CheckingBackend) else None
@@ -77,7 +82,11 @@ class BackgroundTaskMiddleware:
         override = backend_override()
         backend = self.backend if override is None else override
         tasks = RequestTasks(
-            environ, check=self._check, scope=self.task_scope, listeners=self.listeners
+            environ,
+            check=self._check,
+            scope=self.task_scope,
+            listeners=self.listeners,
+            task_timeout=self.task_timeout,
         )
         environ[ENVIRON_KEY] = tasks
         token = current_tasks.set(tasks)

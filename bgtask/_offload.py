@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from . import _lifecycle, _loop
 from ._collection import tasks_of
+from ._control import install_retry_mover
 from ._exit import exit_deadline, register_drainer
 from ._native import allocate_lock
 from ._pending import Pending
@@ -30,6 +31,7 @@ from ._wording import counted
 
 if TYPE_CHECKING:
     from ._request import RequestTasks
+    from ._task import BackgroundTask
 
 __all__ = ["OffloadPool", "default_pool"]
 
@@ -105,7 +107,8 @@ class OffloadPool:
         queued = list(tasks_of(tasks.tasks))
         for task in queued:
             _lifecycle.handed_off(task, tasks, "offload", "the offload pool", final=False)
-        relay = Relay(Run(tasks, "offload", tasks.scope), self._pool, self._ended)
+        run = Run(tasks, "offload", tasks.scope, moves_retries=True, pool=self)
+        relay = Relay(run, self._pool, self._ended)
         on_loop = bool(queued) and queued[0].is_async
         in_flight = self._in_flight.get()
         with in_flight.lock:
@@ -121,6 +124,20 @@ class OffloadPool:
             self._ended(relay)
         self._warn_full()
         tasks.run_for_request()
+
+    def retry_later(self, run: Run, task: BackgroundTask, delay: float) -> bool:
+        """Carry ``run`` on from ``task`` after ``delay`` seconds (a retry's wait): counted
+        in flight meanwhile (``drain()`` and the exit drain wait for it, a deadline names
+        it), holding no thread. False when no timer can be set any more."""
+        relay = Relay(run, self._pool, self._ended)
+        in_flight = self._in_flight.get()
+        with in_flight.lock:
+            in_flight.relays[relay] = False
+            in_flight.pending.add()
+        if relay.resume_after(task, delay):
+            return True
+        self._ended(relay)
+        return False
 
     def _ended(self, relay: Relay) -> None:
         in_flight = self._in_flight.get()
@@ -171,6 +188,16 @@ class OffloadPool:
             self.max_pending,
         )
 
+
+def _move_retry(run: Run, task: BackgroundTask, delay: float) -> bool:
+    # A request's inline run leaves close() for the default pool; an offloaded one stays
+    # with its own pool.
+    pool = run.pool if isinstance(run.pool, OffloadPool) else default_pool()
+    run.mode = "offload"
+    return pool.retry_later(run, task, delay)
+
+
+install_retry_mover(_move_retry)
 
 _default: OffloadPool | None = None
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ._events import Mode
     from ._task import BackgroundTask
 
-__all__ = ["Run", "Scope"]
+__all__ = ["Run", "Scope", "TimedOut"]
 
 #: Given a task, a context manager whose value is the context to run it in.
 Scope: TypeAlias = "Callable[[BackgroundTask], AbstractContextManager[contextvars.Context]]"
@@ -44,17 +44,46 @@ class _Frame:
         self.failed = False
 
 
-class Run:
-    """One execution of ``collection`` under its error policy, in ``mode``."""
+class TimedOut(TimeoutError):
+    """What an async task that was cancelled at its deadline counts as having raised."""
 
-    __slots__ = ("_cut", "_frames", "_lock", "collection", "mode", "scope")
+
+class Run:
+    """One execution of ``collection`` under its error policy, in ``mode``.
+
+    ``moves_retries``: a retry that must wait moves the rest of the run off the thread
+    driving it (a request's, in ``close()``), to ``pool`` or the default offload pool;
+    otherwise (a direct call, an engine's worker) the driver waits for it.
+    ``task_timeout``: the deadline of the tasks that have none of their own.
+    """
+
+    __slots__ = (
+        "_cut",
+        "_frames",
+        "_lock",
+        "collection",
+        "mode",
+        "moves_retries",
+        "pool",
+        "scope",
+        "task_timeout",
+    )
 
     def __init__(
-        self, collection: BackgroundTasks, mode: Mode = "inline", scope: Scope | None = None
+        self,
+        collection: BackgroundTasks,
+        mode: Mode = "inline",
+        scope: Scope | None = None,
+        *,
+        moves_retries: bool = False,
+        pool: object | None = None,
     ) -> None:
         self.collection = collection
         self.mode: Mode = mode
         self.scope = scope
+        self.moves_retries = moves_retries
+        self.pool = pool
+        self.task_timeout: float | None = getattr(collection, "task_timeout", None)
         self._frames = [_Frame(collection)]
         self._cut: str | None = None
         # Native: next() runs on pool and loop threads, cut() on the exiting one.
@@ -93,11 +122,39 @@ class Run:
         """``task`` starts; False when the run was cut meanwhile (it must not run)."""
         return self._cut is None and _lifecycle.started(task, self.collection, self.mode)
 
-    def end(self, task: BackgroundTask, error: BaseException | None) -> None:
-        """``task`` returned, or raised ``error`` (a failure for the policy)."""
+    def timeout_of(self, task: BackgroundTask) -> float | None:
+        """``task``'s deadline in seconds from its start: its own, or the run's default."""
+        options = task.options
+        if options is not None and options.timeout is not None:
+            return options.timeout
+        return self.task_timeout
+
+    def end(self, task: BackgroundTask, error: BaseException | None) -> float | None:
+        """``task`` returned, or raised ``error``. The seconds to wait before it runs again
+        when its retry policy retries it (announced as retrying), else None: it ended (a
+        failure for the policy if it raised)."""
+        delay = self._retry_delay(task, error) if error is not None else None
+        if delay is not None:
+            assert error is not None
+            retry = task.options.retry  # type: ignore[union-attr]
+            reason = f"attempt {task.attempts + 1} of {retry.max + 1} in {delay:g} s"  # type: ignore[union-attr]
+            _lifecycle.retrying(task, self.collection, self.mode, error, reason)
+            return delay
         if error is not None and self._frames:
             self._frames[-1].failed = True
-        _lifecycle.ended(task, self.collection, self.mode, error)
+        if isinstance(error, TimedOut):
+            _lifecycle.timed_out(task, self.collection, self.mode, error, str(error))
+        else:
+            _lifecycle.ended(task, self.collection, self.mode, error)
+        return None
+
+    def _retry_delay(self, task: BackgroundTask, error: BaseException) -> float | None:
+        options = task.options
+        if options is None or options.retry is None or self._cut is not None:
+            return None
+        if task.attempts > options.retry.max or not isinstance(error, options.retry_on):
+            return None
+        return options.retry.delays()[task.attempts - 1]
 
     def cut(self, reason: str) -> None:
         """A deadline passed: name the task running and those not started; start no more."""
@@ -108,10 +165,13 @@ class Run:
             left: list[Item] = []
             for frame in self._frames:
                 left[:0] = frame.collection._items_from(frame.position)
-            running = [
-                task for task in tasks_of(self.collection._items_from(0)) if task.state == "running"
+            started = [
+                task
+                for task in tasks_of(self.collection._items_from(0))
+                if task.state in ("running", "retrying")
             ]
-        for task in running:
-            _lifecycle.cut(task, self.collection, self.mode, f"{reason} while it ran")
+        for task in started:
+            when = "while it ran" if task.state == "running" else "while it waited to retry"
+            _lifecycle.cut(task, self.collection, self.mode, f"{reason} {when}")
         for task in tasks_of(left):
             _lifecycle.cut(task, self.collection, self.mode, f"{reason} before it started")

@@ -12,6 +12,7 @@ import inspect
 from typing import TYPE_CHECKING, Any
 
 from ._callables import is_async_callable
+from ._options import ATTRIBUTE, options_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -61,6 +62,9 @@ def recording(
             return result
 
         wrapper = run
+    options = options_of(func)
+    if options is not None:  # its deadline and retries apply on the worker too
+        setattr(wrapper, ATTRIBUTE, options)
     # Logs name the task's function, not this wrapper.
     return functools.update_wrapper(
         wrapper, func, assigned=("__module__", "__qualname__"), updated=()

@@ -52,6 +52,18 @@ class Relay:
             return self._to_loop()
         return self._pool.submit(self)
 
+    def resume_after(self, task: BackgroundTask, delay: float) -> bool:
+        """Carry the run on from ``task`` in ``delay`` seconds (a retry's wait), holding no
+        thread meanwhile. False when no timer can be set (the interpreter is finalizing)."""
+        self._next = task
+        return _loop.later(delay, self._resume)
+
+    def _resume(self) -> None:
+        # On the loop, at the end of the wait: to where the task runs.
+        task, self._next = self._next, None
+        if task is not None:
+            self._hand_over(task)
+
     def cut(self, reason: str, /) -> None:
         """A deadline passed: the run names what it had left and starts nothing more."""
         self.run.cut(reason)
@@ -64,7 +76,9 @@ class Relay:
             if task is None:
                 task = run.next()
             while task is not None and not task.is_async:
-                run_sync(run, task)
+                if run_sync(run, task):
+                    task = None  # a retry that waits took the rest of the run elsewhere
+                    break
                 task = run.next()
         except BaseException:  # a stop request has no caller to stop on a pool thread
             logger.exception("a task told the process to stop on an offload thread")

@@ -49,7 +49,17 @@ class RequestTasks(BackgroundTasks):
     [<BackgroundTask builtins.print>]
     """
 
-    __slots__ = ("_check", "_lock", "_sealed", "_tail", "environ", "listeners", "scope", "sent")
+    __slots__ = (
+        "_check",
+        "_lock",
+        "_sealed",
+        "_tail",
+        "environ",
+        "listeners",
+        "scope",
+        "sent",
+        "task_timeout",
+    )
 
     releases_tasks: ClassVar[bool] = True
 
@@ -60,9 +70,12 @@ class RequestTasks(BackgroundTasks):
         check: Check | None = None,
         scope: Scope | None = None,
         listeners: tuple[Listener, ...] = (),
+        task_timeout: float | None = None,
     ) -> None:
         super().__init__()
         self.environ = environ
+        #: The deadline of its tasks that have none of their own (the middleware's).
+        self.task_timeout = task_timeout
         self.scope = scope
         self._check = check
         #: Listeners of this request's events besides the process's (the middleware's).
@@ -111,7 +124,12 @@ class RequestTasks(BackgroundTasks):
         For a backend that sends the tasks elsewhere (RQ, Celery): the new collection keeps
         the environ, the scope and the policy, so it can still run here if sending fails.
         """
-        batch = RequestTasks(self.environ, scope=self.scope, listeners=self.listeners)
+        batch = RequestTasks(
+            self.environ,
+            scope=self.scope,
+            listeners=self.listeners,
+            task_timeout=self.task_timeout,
+        )
         batch.continue_on_error = self.continue_on_error
         with self._lock:
             self._sealed = True
@@ -141,7 +159,8 @@ class RequestTasks(BackgroundTasks):
         ``Exception``; only what tells the process to stop.
         """
         if not self.seal_if_empty():
-            run_inline(Run(self, mode, self.scope))
+            # moves_retries: a retry that waits leaves close() (and the worker) for the pool.
+            run_inline(Run(self, mode, self.scope, moves_retries=True))
 
     # -- what the runner reads -----------------------------------------------------------
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from . import _loop
 from ._collection import BackgroundTasks, install_collection_runner
+from ._control import retry_elsewhere, watch_overdue, with_deadline
 from ._policy import Run
 from ._stepping import Stepped, stepped
 from ._stopping import is_stop_request
@@ -24,7 +26,13 @@ if TYPE_CHECKING:
     import contextvars
     from collections.abc import Coroutine
 
-__all__ = ["Run", "async_chain", "continue_here", "run_here", "run_sync"]
+__all__ = [
+    "Run",
+    "async_chain",
+    "continue_here",
+    "run_here",
+    "run_sync",
+]
 
 
 class _NotStarted:
@@ -56,42 +64,58 @@ def continue_here(run: Run, task: BackgroundTask | None) -> None:
                 # failure of the task at hand, logged like any other.
                 _end(run, first, exc, None)
                 task = run.next()
+        elif run_sync(run, task):
+            return  # a retry took the rest of the run elsewhere
         else:
-            run_sync(run, task)
             task = run.next()
 
 
 def _end(
     run: Run, task: BackgroundTask, outcome: _Outcome, context: contextvars.Context | None
-) -> None:
+) -> float | None:
+    """End ``task`` with ``outcome``; the seconds before its retry, or None (see Run.end)."""
     # In the task's context, so a log filter reading a request id sees it on the line.
-    if not isinstance(outcome, _NotStarted):
-        (context or task.context.copy()).run(run.end, task, outcome)
+    if isinstance(outcome, _NotStarted):
+        return None
+    return (context or task.context.copy()).run(run.end, task, outcome)
 
 
-def run_sync(run: Run, task: BackgroundTask) -> None:
-    """Run the sync ``task`` of ``run`` here: start, call (in its scope), end."""
+def run_sync(run: Run, task: BackgroundTask) -> bool:
+    """Run the sync ``task`` of ``run`` here, retries included: start, call (in its scope),
+    end. True when a retry that waits took the rest of the run elsewhere: stop driving it."""
+    while True:
+        delay = _run_sync_once(run, task)
+        if delay is None:
+            return False
+        if delay and retry_elsewhere(run, task, delay):
+            return True
+        if delay:
+            time.sleep(delay)  # a direct call or an engine's worker: the caller's own thread
+
+
+def _run_sync_once(run: Run, task: BackgroundTask) -> float | None:
     if run.scope is None:
         # The common case in one pass through the task's context: start, call, end.
         own = task.context.copy()
-        coroutine = own.run(_start_call_end, run, task)
-        if coroutine is not None:
-            _end(run, task, _awaited(run, coroutine, task, own), own)
-        return
+        outcome = own.run(_start_call_end, run, task)
+        if isinstance(outcome, float) or outcome is None:
+            return outcome
+        return _end(run, task, _awaited(run, outcome, task, own), own)
     context: contextvars.Context | None = None
-    outcome: _Outcome
+    result: _Outcome
     try:
         with run.scope(task) as context:
-            outcome = _start_and_call(run, task, context)
+            result = _start_and_call(run, task, context)
     except Exception as exc:  # entering or leaving the task's scope failed
-        outcome = exc
-    _end(run, task, outcome, context)
+        result = exc
+    return _end(run, task, result, context)
 
 
-def _start_call_end(run: Run, task: BackgroundTask) -> Coroutine[Any, Any, Any] | None:
-    """In the task's context: start, call and end a sync task. A coroutine it returned is
-    handed back (it must be awaited on the loop, outside this context), not ended yet."""
-    if not run.start(task):
+def _start_call_end(run: Run, task: BackgroundTask) -> Coroutine[Any, Any, Any] | float | None:
+    """In the task's context: start, call and end a sync task; the seconds before its retry
+    or None. A coroutine it returned is handed back (it must be awaited on the loop,
+    outside this context), not ended yet."""
+    if not _start_sync(run, task):
         return None
     error: BaseException | None = None
     try:
@@ -101,13 +125,21 @@ def _start_call_end(run: Run, task: BackgroundTask) -> Coroutine[Any, Any, Any] 
     except BaseException as exc:
         _stop_if_asked(run, exc)
         error = exc
-    run.end(task, error)
-    return None
+    return run.end(task, error)
+
+
+def _start_sync(run: Run, task: BackgroundTask) -> bool:
+    if not run.start(task):
+        return False
+    timeout = run.timeout_of(task)
+    if timeout is not None:
+        watch_overdue(run, task, timeout)
+    return True
 
 
 def _start_and_call(run: Run, task: BackgroundTask, context: contextvars.Context) -> _Outcome:
     """Start and call a sync task in ``context``: its error, None, or ``_NOT_STARTED``."""
-    if not context.run(run.start, task):
+    if not context.run(_start_sync, run, task):
         return _NOT_STARTED
     try:
         result = context.run(task.func, *task.args, **task.kwargs)
@@ -143,14 +175,28 @@ def _stop_if_asked(run: Run, error: BaseException) -> None:
 
 async def async_chain(run: Run, task: BackgroundTask | None) -> BackgroundTask | None:
     """On the loop: run ``task`` and the async tasks after it; return the first sync one
-    (or None at the end)."""
+    (or None at the end, or once a retry took the rest of the run elsewhere)."""
     while task is not None and task.is_async:
-        await _run_async(run, task)
+        if await _run_async(run, task):
+            return None
         task = run.next()
     return task
 
 
-async def _run_async(run: Run, task: BackgroundTask) -> None:
+async def _run_async(run: Run, task: BackgroundTask) -> bool:
+    """Run the async ``task``, retries included; True when a retry that waits took the
+    rest of the run elsewhere."""
+    while True:
+        delay = await _run_async_once(run, task)
+        if delay is None:
+            return False
+        if delay and retry_elsewhere(run, task, delay):
+            return True
+        if delay:
+            await asyncio.sleep(delay)
+
+
+async def _run_async_once(run: Run, task: BackgroundTask) -> float | None:
     context: contextvars.Context | None = None
     outcome: _Outcome
     if run.scope is None:
@@ -162,15 +208,19 @@ async def _run_async(run: Run, task: BackgroundTask) -> None:
                 outcome = await Stepped(_attempt(run, task), context, task.name)
         except Exception as exc:  # entering or leaving the task's scope failed
             outcome = exc
-    _end(run, task, outcome, context)
+    return _end(run, task, outcome, context)
 
 
 async def _attempt(run: Run, task: BackgroundTask) -> _Outcome:
     """Start and await an async task (in its context): its error, None, or _NOT_STARTED."""
     if not run.start(task):
         return _NOT_STARTED
+    timeout = run.timeout_of(task)
     try:
-        await task.func(*task.args, **task.kwargs)  # type: ignore[misc]
+        if timeout is None:
+            await task.func(*task.args, **task.kwargs)  # type: ignore[misc]
+        else:
+            return await with_deadline(task, timeout)
     except asyncio.CancelledError as exc:
         reason = _loop.cutting()
         if reason is None:

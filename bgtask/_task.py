@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextvars
 import copy
 import itertools
+import time
 from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeAlias
 
 from ._callables import describe, is_async_callable
 from ._clock import wall_time
+from ._options import options_of
 from ._signature import check_arguments
 
 if TYPE_CHECKING:
@@ -28,9 +30,10 @@ P = ParamSpec("P")
 
 #: Where a task is in its lifecycle.
 State: TypeAlias = Literal[
-    "created", "queued", "running", "succeeded", "failed", "skipped", "discarded", "cut",
-    "handed_off",
+    "created", "queued", "running", "retrying", "succeeded", "failed", "timed_out", "skipped",
+    "discarded", "cut", "handed_off",
 ]  # fmt: skip
+
 
 _ids: Final = itertools.count(1)
 #: The context of every task that let go of its own (empty; nothing runs in it).
@@ -71,11 +74,14 @@ class BackgroundTask:
         "_queued",
         "_started",
         "args",
+        "attempts",
         "context",
         "error",
         "func",
         "is_async",
         "kwargs",
+        "options",
+        "overdue",
         "state",
     )
 
@@ -92,6 +98,12 @@ class BackgroundTask:
         self.args: tuple[Any, ...] = args
         self.kwargs: dict[str, Any] = kwargs
         self.is_async: bool = is_async_callable(func)
+        #: The function's deadline and retries (``@bgtask.task``), or None.
+        self.options = options_of(func)
+        #: How many times it started (retries included).
+        self.attempts = 0
+        #: Whether it ran past its deadline (a sync task cannot be interrupted).
+        self.overdue = False
         self.context: contextvars.Context = contextvars.copy_context()
         self._name: str | None = None
         self._id = 0
@@ -131,6 +143,25 @@ class BackgroundTask:
         """When it reached its final state, in seconds since the epoch (None: not yet)."""
         return wall_time(self._ended)
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the task reached its final state here; True if it did in time.
+
+        For tests and scripts (it polls; a request must never wait for its own tasks).
+
+        >>> def noop() -> None: ...
+        >>> BackgroundTask(noop).wait(0)
+        False
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.0005
+        while not self._ended:  # set once, when the task reached its final state
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            time.sleep(pause if left is None else min(pause, left))
+            pause = min(pause * 2, 0.02)
+        return True
+
     def __repr__(self) -> str:
         return f"<BackgroundTask {self.name}>"
 
@@ -147,7 +178,8 @@ class BackgroundTask:
         """
         clone = copy.copy(self)  # the arguments were checked when this one was built
         clone.context = context
-        clone._id = 0
+        clone._id = clone.attempts = 0
+        clone.overdue = False
         clone.state, clone.error = "created", None
         clone._queued = clone._started = clone._ended = 0.0
         return clone

@@ -63,7 +63,9 @@ class BgTask:
     ``offload=True`` the tasks run on a pool of task threads, still each inside a fresh app
     context; ``listeners`` are told of this app's task events. Where not given, ``offload``
     and ``backend`` come from ``app.config`` (``BGTASK_OFFLOAD``, ``BGTASK_OFFLOAD_THREADS``,
-    ``BGTASK_OFFLOAD_MAX_PENDING``, ``BGTASK_BACKEND``; ``BGTASK_EXIT_TIMEOUT`` too). The app's
+    ``BGTASK_OFFLOAD_MAX_PENDING``, ``BGTASK_BACKEND``; ``BGTASK_EXIT_TIMEOUT`` too), and
+    ``task_timeout``, the deadline of tasks without one of their own, from
+    ``BGTASK_TASK_TIMEOUT``. The app's
     ``test_client()`` closes its responses (:class:`ClosingFlaskClient`) unless the app set a
     ``test_client_class`` of its own.
 
@@ -79,8 +81,10 @@ class BgTask:
         offload: bool | OffloadPool = UNSET,
         backend: Backend | None = None,
         listeners: Iterable[Listener] = (),
+        task_timeout: float | None = UNSET,
     ) -> None:
         self.app = app
+        self.task_timeout = task_timeout
         self.offload = offload
         self.backend = backend
         self.listeners = tuple(listeners)
@@ -99,6 +103,11 @@ class BgTask:
             backend=backend,
             task_scope=AppContextScope(app),
             listeners=self.listeners,
+            task_timeout=(
+                app.config.get("BGTASK_TASK_TIMEOUT")
+                if self.task_timeout is UNSET
+                else self.task_timeout
+            ),
         )
         app.extensions["bgtask"] = self
         if app.test_client_class is None:

@@ -239,6 +239,26 @@ def test_a_retry_policy_retries_the_job_from_the_task_that_failed(
 
 
 @pytest.mark.slow
+def test_a_tasks_own_retry_options_apply_on_the_worker(
+    deployment: Deployment, events_file: Path
+) -> None:
+    """@bgtask.task(retry=...): the worker retries the task in place, the job succeeds once."""
+    post(deployment.server, "/plain/tasks", {"events": str(events_file), "tasks": [
+        ["record", "opt-a"], ["flaky_with_options", "opt-b", 2], ["record", "opt-c"],
+    ]})  # fmt: skip
+    wait_for(has_run(events_file, "opt-c"), what="the task to succeed on its third attempt")
+    all_events = read_events(events_file)
+    attempts = [e for e in all_events if e["event"] == "attempt" and e["tag"] == "opt-b"]
+    assert len(attempts) == 3
+    assert len({e["pid"] for e in attempts}) == 1  # in place, on one worker
+    assert all(
+        later["time"] - earlier["time"] >= 0.19 for earlier, later in itertools.pairwise(attempts)
+    )
+    assert tags_run(events_file) == ["opt-a", "opt-b", "opt-c"]
+    assert "opt-b" not in deployment.failed_tags(events_file)
+
+
+@pytest.mark.slow
 def test_async_tasks_run_on_the_workers_event_loop(
     deployment: Deployment, events_file: Path
 ) -> None:

@@ -15,17 +15,19 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(
         [
             "_native", "_clock", "_wording", "_callables", "_signature", "_stopping",
-            "_pending", "_process", "_extras",
+            "_pending", "_process", "_extras", "_retry",
         ],
         0,
     ),
     # 1. the task model: a task, a collection, the lifecycle and its event stream
-    **dict.fromkeys(["_logging", "_events", "_lifecycle", "_task", "_collection"], 1),
+    **dict.fromkeys(
+        ["_options", "_logging", "_events", "_lifecycle", "_task", "_collection"], 1
+    ),
     # 2. the runners: the policy, the loop, the pool, inline runs, the exit drain
     **dict.fromkeys(
         [
-            "_exit", "_stepping", "_spawned", "_ticking", "_loop", "_pool", "_policy", "_run",
-            "_relay", "_inline",
+            "_exit", "_stepping", "_spawned", "_ticking", "_loop", "_pool", "_policy", "_control",
+            "_run", "_relay", "_inline",
         ],
         2,
     ),
@@ -40,7 +42,7 @@ LAYERS: dict[str, int] = {
     # 4. engines and integrations
     **dict.fromkeys(
         [
-            "_importable", "_serializable", "_allowlist", "_payload", "_failed", "_job", "_retry",
+            "_importable", "_serializable", "_allowlist", "_payload", "_failed", "_job",
             "_progress", "_helpers", "_handoff", "_claim", "_rqconnect", "_rqjob",
             "_celeryjob", "_fallback", "_remote", "rq", "celery",
             "werkzeug", "_flask_config", "_flask_scope", "_flask_views", "flask", "testing",

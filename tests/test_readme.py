@@ -24,7 +24,7 @@ import pytest
 from packaging.requirements import Requirement
 from werkzeug.test import Client
 
-from bgtask import BackgroundTaskMiddleware, get_background_tasks
+from bgtask import BackgroundTaskMiddleware, BackgroundTasks, get_background_tasks
 from bgtask.testing import capture_tasks, closing_client
 
 from .helpers.readme import ROOT, block, blocks, claims
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 #: Each README block's marker, and the test (``file::function``) that runs it.
 COVERS = {
+    "@bgtask.task(timeout=10": "test_readme.py::test_task_control_snippet",
     "pip install wsgi-bgtask            # the core": "test_readme.py::test_setup_lines",
     "pip install 'wsgi-bgtask[flask]'\n": "test_readme.py::test_setup_lines",
     "make demo   #": "test_readme.py::test_setup_lines",
@@ -353,3 +354,18 @@ def test_layout_diagram() -> None:
     assert len(shown) > 40
     for layer, name in shown:
         assert LAYERS.get(name) == layer, f"the diagram shows {name} in layer {layer}"
+
+
+def test_task_control_snippet(readme_project: ScratchProject) -> None:
+    """The options are the function's; queued, the async one is cut at its deadline."""
+    control = _load(readme_project, "control", block("@bgtask.task(timeout=10").text)
+    email = control.send_welcome_email.__bgtask_options__
+    assert (email.timeout, email.retry.max, email.retry.backoff) == (10.0, 3, (1.0, 5.0, 30.0))
+    assert email.retry_on == (ConnectionError,)
+    tasks = BackgroundTasks()
+    sent, notified = (
+        tasks.add_task(control.send_welcome_email, "a"),
+        tasks.add_task(control.notify_crm, "a"),
+    )
+    tasks()
+    assert (sent.state, notified.state) == ("succeeded", "succeeded")

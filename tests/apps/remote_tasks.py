@@ -14,6 +14,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import bgtask
+from bgtask import RetryPolicy
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -63,6 +66,12 @@ def flaky(events: str, tag: str, failures: int) -> None:
     record_event(events, "task", tag=tag, kind="flaky")
 
 
+@bgtask.task(retry=RetryPolicy(max=2, backoff=0.2), timeout=30)
+def flaky_with_options(events: str, tag: str, failures: int) -> None:
+    """``flaky``, with its own retries (``@bgtask.task``): the worker retries it in place."""
+    flaky(events, tag, failures)
+
+
 def write_marker(path: str) -> None:
     """Importable, and never declared: a worker that ran it would leave ``path`` behind."""
     Path(path).write_text("ran\n")
@@ -105,7 +114,15 @@ KINDS: dict[str, Callable[..., object]] = {
     "async": record_async,
     "fail": fail,
     "flaky": flaky,
+    "flaky_with_options": flaky_with_options,
     "app": record_app,
 }
 #: The functions the test apps declare (``write_marker`` is not one of them).
-DECLARED: list[Callable[..., object]] = [record, record_async, fail, flaky, record_app]
+DECLARED: list[Callable[..., object]] = [
+    record,
+    record_async,
+    fail,
+    flaky,
+    flaky_with_options,
+    record_app,
+]

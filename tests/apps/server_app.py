@@ -18,7 +18,14 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from bgtask import BackgroundTask, BackgroundTaskMiddleware, OffloadPool, get_background_tasks
+import bgtask
+from bgtask import (
+    BackgroundTask,
+    BackgroundTaskMiddleware,
+    OffloadPool,
+    RetryPolicy,
+    get_background_tasks,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -54,6 +61,31 @@ async def async_task(tag: str, seconds: float = 0.0) -> None:
 def failing_task(tag: str) -> None:
     record("start", tag=tag, kind="failing")
     raise RuntimeError("this task fails on purpose")
+
+
+_attempts: dict[str, int] = {}
+
+
+@bgtask.task(retry=RetryPolicy(max=1, backoff=1.0))
+def flaky_task(tag: str) -> None:
+    """Fails its first attempt (per tag, in this worker), then succeeds after a 1 s backoff."""
+    _attempts[tag] = attempt = _attempts.get(tag, 0) + 1
+    record("start", tag=tag, kind="flaky", attempt=attempt)
+    if attempt == 1:
+        raise ConnectionError("the SMTP server was down")
+    record("end", tag=tag, kind="flaky", attempt=attempt)
+
+
+@bgtask.task(timeout=0.3)
+async def deadline_task(tag: str, seconds: float) -> None:
+    """Sleeps ``seconds`` under a 0.3 s deadline; records its cancellation."""
+    record("start", tag=tag, kind="deadline")
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        record("cancelled", tag=tag, kind="deadline")
+        raise
+    record("end", tag=tag, kind="deadline")
 
 
 class CustomStop(BaseException):
@@ -102,6 +134,10 @@ def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iter
             tasks.add_task(raising_task, tag, query["error"])
         elif kind == "async":
             tasks.add_task(async_task, tag, seconds)
+        elif kind == "flaky":
+            tasks.add_task(flaky_task, tag)
+        elif kind == "deadline":
+            tasks.add_task(deadline_task, tag, seconds)
         else:
             tasks.add_task(sync_task, tag, seconds)
     shape = environ["PATH_INFO"].strip("/")
