@@ -61,6 +61,11 @@ class BackgroundTasks:
 
     __slots__ = ("_items", "continue_on_error")
 
+    #: Whether its tasks run at the same time (a group: :meth:`add_group`).
+    concurrent: ClassVar[bool] = False
+    #: What the runners ask of an item: a collection runs from a thread, never on the loop.
+    is_async: ClassVar[bool] = False
+
     #: The most tasks one collection takes over its life (see the class docstring).
     max_tasks: ClassVar[int] = 10_000
     #: Whether its tasks let go of their arguments once ended (a request's run once).
@@ -90,6 +95,32 @@ class BackgroundTasks:
         task = BackgroundTask(func, *args, **kwargs)
         self._add(task)
         return task
+
+    def add_group(
+        self, *, limit: int | None = None, continue_on_error: bool = True
+    ) -> BackgroundTasks:
+        """Queue a group of tasks that run at the same time, in this collection's order.
+
+        Add to the returned group with ``add_task``. Its async tasks run together on
+        bgtask's loop, its sync tasks on threads of their own, at most ``limit`` of each
+        kind at a time (None: all of them). The group ends when its last task has; it
+        failed if one of its tasks failed (the policy of this collection applies to that).
+        With ``continue_on_error=False``, a failure stops the group from starting the tasks
+        it has not started yet (each skipped); those running finish.
+
+        >>> def fetch(url: str) -> None: ...
+        >>> tasks = BackgroundTasks()
+        >>> group = tasks.add_group(limit=4)
+        >>> _ = group.add_task(fetch, "https://example.com/a")
+        >>> _ = group.add_task(fetch, "https://example.com/b")
+        >>> tasks
+        <BackgroundTasks [<group bgtask.fetch, bgtask.fetch>]>
+        """
+        from ._groups import Group
+
+        group = Group(self, limit=limit, continue_on_error=continue_on_error)
+        self._add(group)
+        return group
 
     def __call__(self) -> None:
         assert _run_collection is not None, "bgtask._run installs the runner on import"

@@ -94,9 +94,9 @@ class Run:
         """Whether a task of the collection (or of one nested in it) failed so far."""
         return bool(self._frames) and self._frames[0].failed
 
-    def next(self) -> BackgroundTask | None:
-        """The next task to run, skipping (and announcing) what the policy skips; None at
-        the end, or once the run was cut."""
+    def next(self) -> Item | None:
+        """The next task (or group, run as one) to run, skipping (and announcing) what the
+        policy skips; None at the end, or once the run was cut."""
         with self._lock:
             frames = self._frames
             while frames and self._cut is None:
@@ -112,7 +112,7 @@ class Run:
                     for task in tasks_of((item,)):
                         _lifecycle.skipped(task, self.collection, self.mode)
                     continue
-                if isinstance(item, BackgroundTasks):
+                if isinstance(item, BackgroundTasks) and not item.concurrent:
                     frames.append(_Frame(item))
                     continue
                 return item

@@ -20,6 +20,7 @@ from ._run import async_chain, continue_here, run_sync
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ._collection import Item
     from ._policy import Run
     from ._pool import ThreadPool
     from ._task import BackgroundTask
@@ -42,7 +43,7 @@ class Relay:
         self._pool = pool
         self._finished = finished
         #: The task the run gave last, for the side the run was handed to (None: ask it).
-        self._next: BackgroundTask | None = None
+        self._next: Item | None = None
 
     def begin(self, first_is_async: bool) -> bool:
         """Start on the loop (``first_is_async``: the collection starts with an async task,
@@ -85,7 +86,7 @@ class Relay:
             task = None
         self._hand_over(task)
 
-    def _hand_over(self, task: BackgroundTask | None) -> None:
+    def _hand_over(self, task: Item | None) -> None:
         """Carry the run to where ``task`` runs, or end it."""
         if task is None:
             self._finished(self)
@@ -101,7 +102,7 @@ class Relay:
     def _to_loop(self) -> bool:
         return _loop.start(self._on_loop(), _ON_LOOP, self._after_loop, names_its_tasks=True)
 
-    async def _on_loop(self) -> BackgroundTask | None:
+    async def _on_loop(self) -> Item | None:
         task, self._next = self._next, None
         return await async_chain(self.run, self.run.next() if task is None else task)
 
@@ -115,7 +116,7 @@ class Relay:
             value = None
         self._hand_over(value)
 
-    def _here(self, task: BackgroundTask) -> None:
+    def _here(self, task: Item) -> None:
         try:
             continue_here(self.run, task)
         except BaseException:

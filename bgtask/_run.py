@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 from . import _loop
 from ._collection import BackgroundTasks, install_collection_runner
 from ._control import retry_elsewhere, watch_overdue, with_deadline
+from ._group import run_group
+from ._groups import Group
 from ._policy import Run
 from ._stepping import Stepped, stepped
 from ._stopping import is_stop_request
@@ -25,6 +27,8 @@ from ._task import BackgroundTask, install_direct_runner
 if TYPE_CHECKING:
     import contextvars
     from collections.abc import Coroutine
+
+    from ._collection import Item
 
 __all__ = [
     "Run",
@@ -52,10 +56,10 @@ def run_here(run: Run) -> None:
     continue_here(run, run.next())
 
 
-def continue_here(run: Run, task: BackgroundTask | None) -> None:
+def continue_here(run: Run, task: Item | None) -> None:
     """Drive ``run`` from this thread, starting with ``task`` (what ``run.next()`` gave)."""
     while task is not None:
-        if task.is_async:
+        if isinstance(task, BackgroundTask) and task.is_async:
             first = task
             try:
                 task = _loop.run(async_chain(run, first), first.name, names_its_tasks=True)
@@ -80,9 +84,14 @@ def _end(
     return (context or task.context.copy()).run(run.end, task, outcome)
 
 
-def run_sync(run: Run, task: BackgroundTask) -> bool:
+def run_sync(run: Run, task: Item) -> bool:
     """Run the sync ``task`` of ``run`` here, retries included: start, call (in its scope),
-    end. True when a retry that waits took the rest of the run elsewhere: stop driving it."""
+    end (a group: all its tasks, at the same time). True when a retry that waits took the
+    rest of the run elsewhere: stop driving it."""
+    if not isinstance(task, BackgroundTask):
+        assert isinstance(task, Group), "a run gives groups, never plain collections"
+        run_group(run, task, _sync_in_place, _async_in_place)
+        return False
     while True:
         delay = _run_sync_once(run, task)
         if delay is None:
@@ -91,6 +100,18 @@ def run_sync(run: Run, task: BackgroundTask) -> bool:
             return True
         if delay:
             time.sleep(delay)  # a direct call or an engine's worker: the caller's own thread
+
+
+def _sync_in_place(run: Run, task: BackgroundTask) -> None:
+    """A sync task of a group: its retries wait in this thread, inside the group."""
+    while (delay := _run_sync_once(run, task)) is not None:
+        time.sleep(delay)
+
+
+async def _async_in_place(run: Run, task: BackgroundTask) -> None:
+    """An async task of a group: its retries wait on the loop, inside the group."""
+    while (delay := await _run_async_once(run, task)) is not None:  # noqa: ASYNC110 (a backoff)
+        await asyncio.sleep(delay)
 
 
 def _run_sync_once(run: Run, task: BackgroundTask) -> float | None:
@@ -173,10 +194,10 @@ def _stop_if_asked(run: Run, error: BaseException) -> None:
         raise error
 
 
-async def async_chain(run: Run, task: BackgroundTask | None) -> BackgroundTask | None:
+async def async_chain(run: Run, task: Item | None) -> Item | None:
     """On the loop: run ``task`` and the async tasks after it; return the first sync one
     (or None at the end, or once a retry took the rest of the run elsewhere)."""
-    while task is not None and task.is_async:
+    while isinstance(task, BackgroundTask) and task.is_async:
         if await _run_async(run, task):
             return None
         task = run.next()

@@ -21,13 +21,13 @@ LAYERS: dict[str, int] = {
     ),
     # 1. the task model: a task, a collection, the lifecycle and its event stream
     **dict.fromkeys(
-        ["_options", "_logging", "_events", "_lifecycle", "_task", "_collection"], 1
+        ["_options", "_logging", "_events", "_lifecycle", "_task", "_collection", "_groups"], 1
     ),
     # 2. the runners: the policy, the loop, the pool, inline runs, the exit drain
     **dict.fromkeys(
         [
             "_exit", "_stepping", "_spawned", "_ticking", "_loop", "_pool", "_policy", "_control",
-            "_run", "_relay", "_inline",
+            "_group", "_run", "_relay", "_inline",
         ],
         2,
     ),

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 #: Each README block's marker, and the test (``file::function``) that runs it.
 COVERS = {
+    "group = tasks.add_group(limit=4)": "test_readme.py::test_group_snippet",
     "@bgtask.task(timeout=10": "test_readme.py::test_task_control_snippet",
     "pip install wsgi-bgtask            # the core": "test_readme.py::test_setup_lines",
     "pip install 'wsgi-bgtask[flask]'\n": "test_readme.py::test_setup_lines",
@@ -369,3 +370,24 @@ def test_task_control_snippet(readme_project: ScratchProject) -> None:
     )
     tasks()
     assert (sent.state, notified.state) == ("succeeded", "succeeded")
+
+
+def test_group_snippet(readme_project: ScratchProject) -> None:
+    """The group's emails run at the same time, bounded, then the log, in a real request."""
+    source = (
+        "from yourapp.tasks import send_welcome_email\ndef log_signup(user_id: int) -> None: ...\n"
+    )
+    groups = _load(readme_project, "groups", source + block("group = tasks.add_group(").text)
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        groups.notify_everyone(7, ["a@example.com", "b@example.com"])
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    with capture_tasks() as queued:
+        closing_client(Client(BackgroundTaskMiddleware(app))).get("/")
+    assert queued.funcs == [groups.send_welcome_email] * 2 + [groups.log_signup]
+    assert sorted(str(line["email"]) for line in readme_project.ran()) == [
+        "a@example.com",
+        "b@example.com",
+    ]
