@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from . import _lifecycle
 from ._collection import BackgroundTasks, tasks_of
 from ._native import allocate_lock
+from ._task import BackgroundTask
 
 if TYPE_CHECKING:
     import contextvars
@@ -25,9 +26,8 @@ if TYPE_CHECKING:
 
     from ._collection import Item
     from ._events import Mode
-    from ._task import BackgroundTask
 
-__all__ = ["Run", "Scope", "TimedOut"]
+__all__ = ["Run", "Scope", "TimedOut", "may_run"]
 
 #: Given a task, a context manager whose value is the context to run it in.
 Scope: TypeAlias = "Callable[[BackgroundTask], AbstractContextManager[contextvars.Context]]"
@@ -42,6 +42,18 @@ class _Frame:
         self.collection = collection
         self.position = 0
         self.failed = False
+
+
+def may_run(task: BackgroundTask, collection: BackgroundTasks) -> bool:
+    """False for a task discarded while it waited (its transaction rolled back) or whose
+    gate discards it now."""
+    if task.state == "discarded":
+        return False
+    reason = task.gate() if task.gate is not None else None
+    if reason is not None:
+        _lifecycle.discarded(task, collection, reason)
+        return False
+    return True
 
 
 class TimedOut(TimeoutError):
@@ -114,6 +126,8 @@ class Run:
                     continue
                 if isinstance(item, BackgroundTasks) and not item.concurrent:
                     frames.append(_Frame(item))
+                    continue
+                if isinstance(item, BackgroundTask) and not may_run(item, self.collection):
                     continue
                 return item
             return None

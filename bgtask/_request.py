@@ -15,7 +15,7 @@ from . import _lifecycle
 from ._collection import BackgroundTasks, check_item, tasks_of
 from ._inline import run_inline
 from ._native import allocate_lock
-from ._policy import Run
+from ._policy import Run, may_run
 from ._task import BackgroundTask
 
 if TYPE_CHECKING:
@@ -133,9 +133,14 @@ class RequestTasks(BackgroundTasks):
         batch.continue_on_error = self.continue_on_error
         with self._lock:
             self._sealed = True
-            batch._items = [*self._items, *self._staged()]
+            items = [*self._items, *self._staged()]
             self._items.clear()
             self._tail.clear()
+        # What would not run here is not sent either: a task discarded while it waited
+        # for its transaction, or whose gate discards it now.
+        batch._items = [
+            item for item in items if not isinstance(item, BackgroundTask) or may_run(item, self)
+        ]
         batch.sent = self.sent
         return batch
 

@@ -78,6 +78,7 @@ class BackgroundTask:
         "context",
         "error",
         "func",
+        "gate",
         "is_async",
         "kwargs",
         "options",
@@ -104,6 +105,9 @@ class BackgroundTask:
         self.attempts = 0
         #: Whether it ran past its deadline (a sync task cannot be interrupted).
         self.overdue = False
+        #: Asked when its turn comes: None, it runs; a reason, it is discarded instead (a
+        #: transaction it waits for did not commit: ``bgtask.sqlalchemy``).
+        self.gate: Callable[[], str | None] | None = None
         self.context: contextvars.Context = contextvars.copy_context()
         self._name: str | None = None
         self._id = 0

@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 import threading
+import types
 from typing import TYPE_CHECKING, Any
 
 import flask
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 #: Each README block's marker, and the test (``file::function``) that runs it.
 COVERS = {
+    "add_task_on_commit(db.session, send_receipt": "test_readme.py::test_on_commit_snippet",
     "group = tasks.add_group(limit=4)": "test_readme.py::test_group_snippet",
     "@bgtask.task(timeout=10": "test_readme.py::test_task_control_snippet",
     "pip install wsgi-bgtask            # the core": "test_readme.py::test_setup_lines",
@@ -391,3 +393,37 @@ def test_group_snippet(readme_project: ScratchProject) -> None:
         "a@example.com",
         "b@example.com",
     ]
+
+
+def test_on_commit_snippet(tmp_path: Any) -> None:
+    """The README's view, with a Flask-SQLAlchemy-like db.session on a SQLite file."""
+    import sqlalchemy as sa
+    from sqlalchemy.orm import DeclarativeBase, mapped_column, scoped_session, sessionmaker
+
+    from bgtask.flask import BgTask
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Order(Base):
+        __tablename__ = "orders"
+        id = mapped_column(sa.Integer, primary_key=True)
+        total = mapped_column(sa.Integer)
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'orders.db'}")
+    Base.metadata.create_all(engine)
+    receipts: list[int] = []
+    app = flask.Flask(__name__)
+    BgTask(app)
+    db = types.SimpleNamespace(session=scoped_session(sessionmaker(engine)))
+    app.teardown_appcontext(lambda error: db.session.remove())
+    namespace = {
+        "app": app,
+        "db": db,
+        "Order": Order,
+        "request": flask.request,
+        "send_receipt": receipts.append,
+    }
+    exec(block("add_task_on_commit(db.session, send_receipt").text, namespace)  # noqa: S102
+    assert app.test_client().post("/orders", json={"total": 12}).text == "ok"
+    assert receipts == [1]
