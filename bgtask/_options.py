@@ -20,12 +20,14 @@ from ._retry import RetryPolicy
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["TaskOptions", "options_of", "task"]
+__all__ = ["JOB_MARGIN", "TaskOptions", "options_of", "task", "time_budget"]
 
 F = TypeVar("F", bound="Callable[..., object]")
 
 #: Where ``@task`` records the options, on the function.
 ATTRIBUTE: Final = "__bgtask_options__"
+#: Seconds an engine's job limit adds to its tasks' budget (the job's own work around them).
+JOB_MARGIN: Final = 5
 
 
 class TaskOptions:
@@ -129,3 +131,26 @@ def options_of(func: Callable[..., object]) -> TaskOptions | None:
         func = func.func
     found = getattr(func, ATTRIBUTE, None)
     return found if isinstance(found, TaskOptions) else None
+
+
+def time_budget(funcs: list[Callable[..., object]]) -> float | None:
+    """Seconds a job of ``funcs`` may take when each has a deadline: every attempt at its
+    deadline and every backoff waited; None when one has no deadline (no bound to give).
+
+    What the RQ and Celery backends give the engine as the job's own time limit, so a sync
+    task past its deadline is stopped by the engine, which can (a work horse, a pool child).
+
+    >>> @task(timeout=2, retry=RetryPolicy(max=1, backoff=3))
+    ... def send(to: str) -> None: ...
+    >>> time_budget([send, send])
+    14.0
+    """
+    total = 0.0
+    for func in funcs:
+        options = options_of(func)
+        if options is None or options.timeout is None:
+            return None
+        retry = options.retry
+        attempts = 1 + (retry.max if retry is not None else 0)
+        total += attempts * options.timeout + (sum(retry.delays()) if retry is not None else 0.0)
+    return total

@@ -25,6 +25,7 @@ succeeded (the message of the retry carries that progress).
 from __future__ import annotations
 
 import logging
+import math
 import select
 import socket
 import sys
@@ -32,7 +33,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._allowlist import AllowList
 from ._celeryjob import ALLOW_LISTS, run_collection
+from ._collection import tasks_of
 from ._extras import require
+from ._options import JOB_MARGIN, time_budget
 from ._payload import describe_batch, encode
 from ._remote import RemoteBackend
 from ._retry import RetryPolicy
@@ -141,6 +144,17 @@ class CeleryBackend(RemoteBackend):
         payload = encode(batch, self.retry, declared=True)
         description = describe_batch(batch)
         policy = dict(self.app.conf.task_publish_retry_policy or {})
+        # Every task with a deadline: the job's own limits, which Celery enforces (the soft
+        # one raises in the task, the hard one replaces the pool's child).
+        budget = time_budget([task.func for task in tasks_of(batch.tasks)])
+        limits = (
+            {}
+            if budget is None
+            else {
+                "soft_time_limit": math.ceil(budget) + JOB_MARGIN,
+                "time_limit": math.ceil(budget) + 2 * JOB_MARGIN,
+            }
+        )
         with self.app.producer_or_acquire() as producer:
             connection = producer.connection
             if _closed_by_broker(connection):
@@ -167,6 +181,7 @@ class CeleryBackend(RemoteBackend):
                 argsrepr=f"({description!r},)",
                 shadow=description,
                 kwargsrepr="{}",
+                **limits,
             )
 
 

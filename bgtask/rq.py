@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._allowlist import AllowList
 from ._claim import CLAIM_WINDOW, claim_for_web
+from ._collection import tasks_of
 from ._extras import require
 from ._fallback import run_here
 from ._handoff import SENT, HandoffTimeout
+from ._options import JOB_MARGIN, time_budget
 from ._payload import describe_batch, encode
 from ._remote import RemoteBackend
 from ._retry import RetryPolicy
@@ -140,12 +142,16 @@ class RQBackend(RemoteBackend):
     def handoff(self, batch: RequestTasks, job_id: str) -> Generator[None, None, None]:
         queue = self.queue
         payload = encode(batch, declared=self.allow_list() is not None)
+        # Every task with a deadline: the job's own limit, which RQ enforces (it stops the
+        # work horse), with a margin for the job's own work around the tasks.
+        budget = time_budget([task.func for task in tasks_of(batch.tasks)])
         job = queue.create_job(
             JOB_FUNCTION,
             args=(payload,),
             job_id=job_id,
             retry=self._rq_retry,
             description=describe_batch(batch),  # RQ's default shows the arguments
+            timeout=None if budget is None else math.ceil(budget) + JOB_MARGIN,
         )
         job.data  # noqa: B018 (serialized here: a failure now sends nothing)
         connect(queue.connection)

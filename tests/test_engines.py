@@ -259,6 +259,20 @@ def test_a_tasks_own_retry_options_apply_on_the_worker(
 
 
 @pytest.mark.slow
+def test_a_jobs_tasks_deadlines_become_the_engines_own_time_limit(
+    deployment: Deployment, events_file: Path
+) -> None:
+    """Two tasks with a 2 s deadline: a 4 s budget, the engine's limit 5 s above it."""
+    post(deployment.server, "/plain/tasks", {"events": str(events_file), "tasks": [
+        ["report_limits", "lim-a"], ["report_limits", "lim-b"],
+    ]})  # fmt: skip
+    wait_for(has_run(events_file, "lim-a", "lim-b"), what="the tasks to report their limits")
+    limits = {e["tag"]: e["limits"] for e in tasks_run(events_file)}
+    expected = 9 if deployment.engine == "rq" else {"soft": 9, "hard": 14}
+    assert limits == {"lim-a": expected, "lim-b": expected}
+
+
+@pytest.mark.slow
 def test_async_tasks_run_on_the_workers_event_loop(
     deployment: Deployment, events_file: Path
 ) -> None:

@@ -72,6 +72,25 @@ def flaky_with_options(events: str, tag: str, failures: int) -> None:
     flaky(events, tag, failures)
 
 
+@bgtask.task(timeout=2)
+def report_limits(events: str, tag: str) -> None:
+    """Records the time limits the engine gave the job this task runs in."""
+    limits: Any = None
+    try:
+        from rq import get_current_job
+
+        job = get_current_job()
+        limits = job.timeout if job is not None else None
+    except ImportError:
+        pass
+    if limits is None:
+        from celery import current_task
+
+        hard, soft = current_task.request.timelimit
+        limits = {"soft": soft, "hard": hard}
+    record_event(events, "task", tag=tag, kind="limits", limits=limits)
+
+
 def write_marker(path: str) -> None:
     """Importable, and never declared: a worker that ran it would leave ``path`` behind."""
     Path(path).write_text("ran\n")
@@ -115,6 +134,7 @@ KINDS: dict[str, Callable[..., object]] = {
     "fail": fail,
     "flaky": flaky,
     "flaky_with_options": flaky_with_options,
+    "report_limits": report_limits,
     "app": record_app,
 }
 #: The functions the test apps declare (``write_marker`` is not one of them).
@@ -124,5 +144,6 @@ DECLARED: list[Callable[..., object]] = [
     fail,
     flaky,
     flaky_with_options,
+    report_limits,
     record_app,
 ]
