@@ -193,6 +193,7 @@ class BackgroundTask:
         self.name  # noqa: B018 (computed before the function goes: the handle keeps it)
         self.func, self.args, self.kwargs = _released, (), {}
         self.context = _RELEASED
+        self.gate = None  # it holds the request's collection
 
 
 def _released(*args: object, **kwargs: object) -> None:

@@ -105,6 +105,7 @@ def test_a_task_runs_after_the_response_when_its_transaction_committed(engine: s
     assert orders(engine) == [1]
     assert sent == [1]
     assert queued[0].state == "succeeded"
+    assert queued[0].gate is None  # the ended handle holds no request data
 
 
 @pytest.mark.parametrize("how", ["rollback", "open", "nested-rollback"])

@@ -400,3 +400,34 @@ def test_task_options_have_a_readable_repr() -> None:
         repr(TaskOptions(timeout=1))
         == "TaskOptions(timeout=1.0, retry=None, retry_on=(Exception,))"
     )
+
+
+def test_options_apply_to_a_routes_fixed_tasks_and_a_responses_background(
+    bgtask_log: pytest.LogCaptureFixture,
+) -> None:
+    """@background and response.background: the function's deadline holds there too."""
+
+    @bgtask.task(timeout=0.05)
+    async def slow(label: str) -> None:
+        await asyncio.sleep(30)
+
+    app = flask.Flask(__name__)
+    BgTask(app)
+
+    @app.get("/route")
+    @bgtask.background(BackgroundTask(slow, "route"))
+    def route() -> str:
+        return "ok"
+
+    @app.get("/response")
+    def response() -> flask.Response:
+        answer = flask.Response("ok")
+        answer.background = BackgroundTask(slow, "response")  # type: ignore[attr-defined]
+        return answer
+
+    client = app.test_client()
+    assert client.get("/route").text == "ok"
+    assert client.get("/response").text == "ok"
+    errors = messages(bgtask_log, logging.ERROR)
+    assert len(errors) == 2
+    assert all("slow timed out: its deadline of 0.05 s passed" in error for error in errors)

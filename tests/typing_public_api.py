@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 
-from bgtask import BackgroundTask, BackgroundTasks
+import bgtask
+from bgtask import BackgroundTask, BackgroundTasks, RetryPolicy
 
 
 def send_email(to: str, subject: str = "") -> None:
@@ -101,3 +102,19 @@ def check_task_decorator() -> None:
         declared(1)  # type: ignore[arg-type]
         declared("a@example.com", cc="b")  # type: ignore[call-arg]
         declared_async("a@example.com", "Hi").close()  # type: ignore[call-arg]
+
+
+@bgtask.task(timeout=5, retry=RetryPolicy(max=2))
+def send_receipt(order_id: int, *, copy_to: str = "") -> None:
+    """A task function with options: still checked against its own signature."""
+
+
+def check_task_options_keep_the_signature() -> None:
+    """``@bgtask.task`` returns the function itself, so mypy still checks its arguments."""
+    tasks = BackgroundTasks()
+    tasks.add_task(send_receipt, 42, copy_to="accounts@example.com")
+    tasks.add_task(send_receipt, "42")  # type: ignore[arg-type]
+    tasks.add_task(send_receipt, 42, cc="x")  # type: ignore[call-arg]
+    group = tasks.add_group(limit=2)
+    group.add_task(send_receipt, 7)
+    group.add_task(send_receipt)  # type: ignore[call-arg]
