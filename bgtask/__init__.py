@@ -19,11 +19,15 @@ from ._backend import CheckingBackend as CheckingBackend
 from ._collection import BackgroundTasks as BackgroundTasks
 from ._current import get_background_tasks as get_background_tasks
 from ._decorator import background as background
+from ._events import TaskEvent as TaskEvent
+from ._events import subscribe as subscribe
+from ._events import unsubscribe as unsubscribe
 from ._exit import drain as drain
 from ._exit import set_exit_timeout as set_exit_timeout
 from ._failed import TasksFailed as TasksFailed
 from ._middleware import BackgroundTaskMiddleware as BackgroundTaskMiddleware
 from ._offload import OffloadPool as OffloadPool
+from ._queued import QueuedListener as QueuedListener
 from ._request import RequestTasks as RequestTasks
 from ._task import BackgroundTask as BackgroundTask
 
@@ -34,12 +38,16 @@ __all__ = [
     "BackgroundTasks",
     "CheckingBackend",
     "OffloadPool",
+    "QueuedListener",
     "RequestTasks",
+    "TaskEvent",
     "TasksFailed",
     "background",
     "drain",
     "get_background_tasks",
     "set_exit_timeout",
+    "subscribe",
+    "unsubscribe",
 ]
 
 try:

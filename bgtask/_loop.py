@@ -64,7 +64,7 @@ class _Runner:
         #: Hand-offs not taken yet, and whether a wake-up to take them is on its way.
         self.inbox: deque[_Handed] = deque()
         self.awake = False
-        start_thread(self._serve, ready)
+        start_thread(self._serve, ready, name="bgtask-loop")
         ready.acquire()
 
     def _serve(self, ready: Any) -> None:

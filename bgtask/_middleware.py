@@ -9,7 +9,7 @@ from ._backend import Backend, CheckingBackend, backend_override
 from ._closing import run_after_close
 from ._current import ENVIRON_KEY, current_tasks
 from ._offload import OffloadPool, default_pool
-from ._request import RequestTasks
+from ._request import RequestTasks, header_key
 from ._unread import unread_background
 
 if TYPE_CHECKING:
@@ -38,14 +38,16 @@ class BackgroundTaskMiddleware:
     instead: an :class:`OffloadPool` (a pool of task threads), or the RQ and Celery
     backends; ``offload=True`` is shorthand for the process's default pool. ``task_scope``
     is an integration's hook around each task (Flask's app context), ``listeners`` are told
-    of this app's task events besides the process's.
+    of this app's task events besides the process's (:class:`TaskEvent`).
+    ``request_id_header`` names the request header whose value is the events'
+    ``request_id`` (where a request has none, or None is passed, an id is generated).
 
     >>> from wsgiref.simple_server import demo_app
     >>> app = BackgroundTaskMiddleware(demo_app)
     >>> app = BackgroundTaskMiddleware(demo_app, offload=True)
     """
 
-    __slots__ = ("_check", "app", "backend", "listeners", "task_scope")
+    __slots__ = ("_check", "_request_id_key", "app", "backend", "listeners", "task_scope")
 
     def __init__(
         self,
@@ -55,6 +57,7 @@ class BackgroundTaskMiddleware:
         backend: Backend | None = None,
         task_scope: Scope | None = None,
         listeners: Iterable[Listener] = (),
+        request_id_header: str | None = "X-Request-ID",
     ) -> None:
         self.app = app
         #: Where requests' tasks go; None runs them inline, in close().
@@ -62,6 +65,7 @@ class BackgroundTaskMiddleware:
         self._check = self.backend.check if isinstance(self.backend, CheckingBackend) else None
         self.task_scope = task_scope
         self.listeners = tuple(listeners)
+        self._request_id_key = header_key(request_id_header)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         outer = environ.get(ENVIRON_KEY)
@@ -77,7 +81,11 @@ class BackgroundTaskMiddleware:
         override = backend_override()
         backend = self.backend if override is None else override
         tasks = RequestTasks(
-            environ, check=self._check, scope=self.task_scope, listeners=self.listeners
+            environ,
+            check=self._check,
+            scope=self.task_scope,
+            listeners=self.listeners,
+            request_id_key=self._request_id_key,
         )
         environ[ENVIRON_KEY] = tasks
         token = current_tasks.set(tasks)

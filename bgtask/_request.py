@@ -9,6 +9,7 @@ and tells its own listeners (the middleware's) besides the process's.
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
 
 from . import _lifecycle
@@ -25,7 +26,10 @@ if TYPE_CHECKING:
     from ._events import Listener, Mode
     from ._policy import Scope
 
-__all__ = ["RESPONSE_STAGE", "ROUTE_STAGE", "Check", "RequestTasks"]
+__all__ = ["REQUEST_ID_KEY", "RESPONSE_STAGE", "ROUTE_STAGE", "Check", "RequestTasks", "header_key"]
+
+#: Where the WSGI environ has the ``X-Request-ID`` header.
+REQUEST_ID_KEY: Final = "HTTP_X_REQUEST_ID"
 
 #: Where attached tasks run, after everything the request queued: first the response's
 #: ``background``, then a route decorator's fixed tasks.
@@ -41,7 +45,8 @@ class RequestTasks(BackgroundTasks):
 
     ``check`` is called with every task queued or attached (``TypeError`` for one the
     backend could not run), ``scope`` is the runner's hook around each task, ``listeners``
-    hear this request's events besides the process's.
+    hear this request's events besides the process's. ``request_id_key`` is the environ key
+    of the header that carries the request's id (``HTTP_X_REQUEST_ID``).
 
     >>> tasks = RequestTasks({"PATH_INFO": "/signup"})
     >>> _ = tasks.add_task(print, "welcome")
@@ -49,7 +54,18 @@ class RequestTasks(BackgroundTasks):
     [<BackgroundTask builtins.print>]
     """
 
-    __slots__ = ("_check", "_lock", "_sealed", "_tail", "environ", "listeners", "scope", "sent")
+    __slots__ = (
+        "_check",
+        "_lock",
+        "_request_id",
+        "_sealed",
+        "_tail",
+        "environ",
+        "listeners",
+        "request_id_key",
+        "scope",
+        "sent",
+    )
 
     releases_tasks: ClassVar[bool] = True
 
@@ -60,9 +76,12 @@ class RequestTasks(BackgroundTasks):
         check: Check | None = None,
         scope: Scope | None = None,
         listeners: tuple[Listener, ...] = (),
+        request_id_key: str | None = REQUEST_ID_KEY,
     ) -> None:
         super().__init__()
         self.environ = environ
+        self.request_id_key = request_id_key
+        self._request_id: str | None = None
         self.scope = scope
         self._check = check
         #: Listeners of this request's events besides the process's (the middleware's).
@@ -73,6 +92,22 @@ class RequestTasks(BackgroundTasks):
         self._tail: list[tuple[int, Item]] = []
         #: When the response was sent (monotonic), for the wait before each task.
         self.sent = 0.0
+
+    @property
+    def request_id(self) -> str:
+        """The request's id: its request id header if it has a plausible one, else one
+        generated (once, when first asked: requests whose events nobody reads pay nothing).
+        """
+        request_id = self._request_id
+        if request_id is None:
+            given = self.environ.get(self.request_id_key) if self.request_id_key else None
+            # From outside the process and written into logs: a bounded, printable token.
+            if isinstance(given, str) and 0 < len(given) <= 200 and given.isprintable():
+                request_id = given
+            else:
+                request_id = uuid.uuid4().hex
+            self._request_id = request_id
+        return request_id
 
     @property
     def tasks(self) -> tuple[Item, ...]:
@@ -111,8 +146,14 @@ class RequestTasks(BackgroundTasks):
         For a backend that sends the tasks elsewhere (RQ, Celery): the new collection keeps
         the environ, the scope and the policy, so it can still run here if sending fails.
         """
-        batch = RequestTasks(self.environ, scope=self.scope, listeners=self.listeners)
+        batch = RequestTasks(
+            self.environ,
+            scope=self.scope,
+            listeners=self.listeners,
+            request_id_key=self.request_id_key,
+        )
         batch.continue_on_error = self.continue_on_error
+        batch._request_id = self._request_id
         with self._lock:
             self._sealed = True
             batch._items = [*self._items, *self._staged()]
@@ -186,6 +227,15 @@ class RequestTasks(BackgroundTasks):
                 "queue tasks before the response is closed"
             )
             raise RuntimeError(msg)
+
+
+def header_key(header: str | None) -> str | None:
+    """The environ key of an HTTP request header: ``X-Request-ID`` is ``HTTP_X_REQUEST_ID``.
+
+    >>> header_key("X-Request-ID")
+    'HTTP_X_REQUEST_ID'
+    """
+    return None if header is None else "HTTP_" + header.upper().replace("-", "_")
 
 
 def _stage(entry: tuple[int, Item]) -> int:

@@ -20,7 +20,7 @@ LAYERS: dict[str, int] = {
         0,
     ),
     # 1. the task model: a task, a collection, the lifecycle and its event stream
-    **dict.fromkeys(["_logging", "_events", "_lifecycle", "_task", "_collection"], 1),
+    **dict.fromkeys(["_logging", "_events", "_queued", "_lifecycle", "_task", "_collection"], 1),
     # 2. the runners: the policy, the loop, the pool, inline runs, the exit drain
     **dict.fromkeys(
         [

@@ -13,6 +13,8 @@ from __future__ import annotations
 import ast
 import configparser
 import importlib
+import logging
+import os
 import re
 import subprocess
 import sys
@@ -65,6 +67,13 @@ COVERS = {
     "def test_signup_sends_the_welcome_email():": "test_readme.py::test_testing_snippet",
     "bgtask_client(app).post": "test_readme_deployed.py::test_pytest_fixtures_snippet",
     "engines, integrations": "test_readme.py::test_layout_diagram",
+    "# yourapp/alerts.py": "test_readme.py::test_hooks_snippets",
+    "# yourapp/counts.py": "test_readme.py::test_hooks_snippets",
+    "# yourapp/audit.py": "test_readme.py::test_hooks_snippets",
+    "# yourapp/logging_setup.py": "test_readme.py::test_logs_snippet",
+    "[ERROR] background task yourapp": (
+        "test_logs.py::test_under_gunicorn_a_task_failure_is_in_the_error_log_at_its_level"
+    ),
 }
 FLASK_TYPED = ("def read_items()", "def signup(request: Request)")
 
@@ -353,3 +362,91 @@ def test_layout_diagram() -> None:
     assert len(shown) > 40
     for layer, name in shown:
         assert LAYERS.get(name) == layer, f"the diagram shows {name} in layer {layer}"
+
+
+def _failing_signup(environ: Any, start_response: Any) -> list[bytes]:
+    send_welcome_email = importlib.import_module("yourapp.tasks").send_welcome_email
+
+    def fails(email: str) -> None:
+        msg = "smtp down"
+        raise ConnectionError(msg)
+
+    get_background_tasks().add_task(send_welcome_email, "a@b.c")
+    get_background_tasks().add_task(fails, "a@b.c")
+    start_response("200 OK", [])
+    return [b"ok"]
+
+
+def test_hooks_snippets(readme_project: ScratchProject, caplog: pytest.LogCaptureFixture) -> None:
+    """The alert gets the failure with its tags, the counter counts, the audit log names the
+    request id: each through a real WSGI call."""
+    import bgtask
+
+    for marker in ("# yourapp/alerts.py", "# yourapp/counts.py", "# yourapp/audit.py"):
+        readme_project.write(block(marker))
+    alerts = importlib.import_module("yourapp.alerts")
+    counts = importlib.import_module("yourapp.counts")
+    try:
+        app = BackgroundTaskMiddleware(_failing_signup)
+        client = closing_client(Client(app))
+        assert client.post("/signup", headers={"X-Request-ID": "r-1"}).text == "ok"
+        assert alerts.alerts.flush(timeout=10)
+        [(error, tags)] = alerts.captured
+        assert isinstance(error, ConnectionError)
+        assert tags == {
+            "task": "tests.test_readme._failing_signup.<locals>.fails",
+            "route": "/signup",
+        }
+        assert counts.counts["yourapp.tasks.send_welcome_email", "succeeded"] == 1
+        assert counts.counts[tags["task"], "failed"] == 1
+        assert counts.counts["yourapp.tasks.send_welcome_email", "queued"] == 1
+    finally:
+        bgtask.unsubscribe(alerts.alerts)
+        bgtask.unsubscribe(counts.count)
+    flask_app: flask.Flask = importlib.import_module("yourapp.audit").app
+
+    @flask_app.post("/signup")
+    def signup() -> str:
+        tasks = importlib.import_module("yourapp.tasks")
+        get_background_tasks().add_task(tasks.send_welcome_email, "a@b.c")
+        return "ok"
+
+    with caplog.at_level(logging.INFO, logger="yourapp.audit"):
+        response = flask_app.test_client().post("/signup", headers={"X-Request-ID": "r-2"})
+    assert response.text == "ok"
+    assert [r.getMessage() for r in caplog.records if r.name == "yourapp.audit"] == [
+        "yourapp.tasks.send_welcome_email succeeded (request r-2)"
+    ]
+    assert readme_project.ran()
+
+
+def test_logs_snippet(readme_project: ScratchProject) -> None:
+    """The format string names the records' fields: a real request's lines show them."""
+    script = (
+        block("# yourapp/logging_setup.py").text + "from werkzeug.test import Client\n"
+        "from bgtask import BackgroundTaskMiddleware, OffloadPool, drain\n"
+        "from bgtask.testing import closing_client\n"
+        "from tests.test_readme import _failing_signup\n"
+        "app = BackgroundTaskMiddleware(_failing_signup, backend=OffloadPool(threads=1))\n"
+        "closing_client(Client(app)).get('/', headers={'X-Request-ID': 'r-3'})\n"
+        "assert drain(timeout=10)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=readme_project.root,
+        env={**os.environ, "PYTHONPATH": f"{readme_project.root}:{ROOT}"},
+        check=True,
+    )
+    lines = [line for line in result.stderr.splitlines() if line.startswith(("DEBUG", "ERROR"))]
+    assert lines[0] == "DEBUG MainThread handed_off yourapp.tasks.send_welcome_email request=r-3"
+    assert re.fullmatch(
+        r"DEBUG bgtask-offload-\d+ started yourapp\.tasks\.send_welcome_email request=r-3",
+        lines[2],
+    ), result.stderr
+    assert any(
+        re.fullmatch(r"ERROR bgtask-offload-\d+ failed \S+fails request=r-3", line)
+        for line in lines
+    ), result.stderr
