@@ -44,7 +44,7 @@ LAYERS: dict[str, int] = {
             "_progress", "_helpers", "_handoff", "_claim", "_rqconnect", "_rqjob",
             "_celeryjob", "_fallback", "_remote", "rq", "celery",
             "werkzeug", "_flask_config", "_flask_scope", "_flask_views", "flask", "testing",
-            "pytest_plugin", "gunicorn",
+            "pytest_plugin", "gunicorn", "prometheus",
         ],
         4,
     ),
@@ -52,7 +52,9 @@ LAYERS: dict[str, int] = {
 }  # fmt: skip
 
 #: Integrations never import one another, except Flask building on Werkzeug's support.
-INTEGRATIONS = {"rq", "celery", "werkzeug", "flask", "testing", "pytest_plugin", "gunicorn"}
+INTEGRATIONS = {
+    "rq", "celery", "werkzeug", "flask", "testing", "pytest_plugin", "gunicorn", "prometheus",
+}  # fmt: skip
 ALLOWED_ACROSS = {("flask", "werkzeug"), ("pytest_plugin", "testing")}
 
 

@@ -71,6 +71,9 @@ COVERS = {
     "# yourapp/counts.py": "test_readme.py::test_hooks_snippets",
     "# yourapp/audit.py": "test_readme.py::test_hooks_snippets",
     "# yourapp/logging_setup.py": "test_readme.py::test_logs_snippet",
+    "pip install 'wsgi-bgtask[prometheus]'": "test_readme.py::test_setup_lines",
+    "# yourapp/metrics.py": "test_readme.py::test_prometheus_snippets",
+    "from bgtask.prometheus import child_exit  # noqa": "test_readme.py::test_prometheus_snippets",
     "[ERROR] background task yourapp": (
         "test_logs.py::test_under_gunicorn_a_task_failure_is_in_the_error_log_at_its_level"
     ),
@@ -450,3 +453,35 @@ def test_logs_snippet(readme_project: ScratchProject) -> None:
         re.fullmatch(r"ERROR bgtask-offload-\d+ failed \S+fails request=r-3", line)
         for line in lines
     ), result.stderr
+
+
+def test_prometheus_snippets(readme_project: ScratchProject) -> None:
+    """The app counts its tasks and answers /metrics; the gunicorn lines are those of the
+    real-gunicorn metrics test's config, and name the hooks."""
+    from bgtask import drain
+    from bgtask.prometheus import child_exit, disable_metrics
+
+    readme_project.write(block("# yourapp/metrics.py"))
+    flask_app: flask.Flask = importlib.import_module("yourapp.metrics").app
+    try:
+
+        @flask_app.post("/signup")
+        def signup() -> str:
+            tasks = importlib.import_module("yourapp.tasks")
+            get_background_tasks().add_task(tasks.send_welcome_email, "a@b.c")
+            return "ok"
+
+        client = flask_app.test_client()
+        assert client.post("/signup").text == "ok"
+        assert drain(timeout=10)
+        body = client.get("/metrics").text
+    finally:
+        disable_metrics()
+    assert 'bgtask_tasks_succeeded_total{task="yourapp.tasks.send_welcome_email"}' in body
+    assert "bgtask_offload_busy_threads" in body
+    lines = block("from bgtask.prometheus import child_exit  # noqa").text
+    conf = (ROOT / "tests" / "apps" / "gunicorn_metrics_conf.py").read_text()
+    assert lines in conf
+    namespace: dict[str, Any] = {}
+    exec(lines, namespace)  # noqa: S102 (the README's own lines)
+    assert namespace["child_exit"] is child_exit
