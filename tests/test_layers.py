@@ -15,7 +15,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(
         [
             "_native", "_clock", "_wording", "_callables", "_signature", "_stopping",
-            "_pending", "_process", "_extras",
+            "_pending", "_process", "_extras", "_carrier",
         ],
         0,
     ),
@@ -44,7 +44,7 @@ LAYERS: dict[str, int] = {
             "_progress", "_helpers", "_handoff", "_claim", "_rqconnect", "_rqjob",
             "_celeryjob", "_fallback", "_remote", "rq", "celery",
             "werkzeug", "_flask_config", "_flask_scope", "_flask_views", "flask", "testing",
-            "pytest_plugin", "gunicorn", "prometheus",
+            "pytest_plugin", "gunicorn", "prometheus", "otel",
         ],
         4,
     ),
@@ -54,6 +54,7 @@ LAYERS: dict[str, int] = {
 #: Integrations never import one another, except Flask building on Werkzeug's support.
 INTEGRATIONS = {
     "rq", "celery", "werkzeug", "flask", "testing", "pytest_plugin", "gunicorn", "prometheus",
+    "otel",
 }  # fmt: skip
 ALLOWED_ACROSS = {("flask", "werkzeug"), ("pytest_plugin", "testing")}
 

@@ -38,6 +38,7 @@ def test_the_metadata_names_an_spdx_license_and_ships_the_license_file() -> None
         ("bgtask.rq", "rq", "rq"),
         ("bgtask.celery", "celery", "celery"),
         ("bgtask.prometheus", "prometheus_client", "prometheus"),
+        ("bgtask.otel", "opentelemetry", "otel"),
     ],
 )
 def test_an_integration_without_its_library_says_which_extra_to_install(

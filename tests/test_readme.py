@@ -72,6 +72,8 @@ COVERS = {
     "# yourapp/audit.py": "test_readme.py::test_hooks_snippets",
     "# yourapp/logging_setup.py": "test_readme.py::test_logs_snippet",
     "pip install 'wsgi-bgtask[prometheus]'": "test_readme.py::test_setup_lines",
+    "pip install 'wsgi-bgtask[otel]'": "test_readme.py::test_setup_lines",
+    "# yourapp/tracing.py": "test_otel.py::test_the_readme_flask_setup_gives_request_durations",
     "# yourapp/metrics.py": "test_readme.py::test_prometheus_snippets",
     "from bgtask.prometheus import child_exit  # noqa": "test_readme.py::test_prometheus_snippets",
     "[ERROR] background task yourapp": (
