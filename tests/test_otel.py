@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
+import os
+import subprocess
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -19,11 +22,12 @@ from bgtask._job import run_payload
 from bgtask._payload import encode
 from bgtask.otel import TaskTracing, disable_tracing, enable_tracing
 
-from .helpers.readme import block
+from .helpers.readme import ROOT, block
 from .helpers.wsgi import serve
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     import flask
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -269,3 +273,55 @@ def test_the_readme_flask_setup_gives_request_durations(
     assert task.start_time is not None
     assert request.end_time <= task.start_time
     assert request.context.span_id in {link.context.span_id for link in task.links}
+
+
+@pytest.mark.slow
+def test_a_real_rq_workers_span_links_to_the_request_that_queued_it(
+    exporter: InMemorySpanExporter, provider: TracerProvider, tmp_path: Path
+) -> None:
+    """Through Redis and ``rq worker``: the job carries the trace, the worker's span (mode
+    ``rq``, exported by the worker) links to the web process's request span."""
+    from redis import Redis
+    from rq import Queue
+
+    from bgtask.rq import RQBackend
+
+    from .apps.traced_tasks import traced_task
+    from .helpers.deployments import REDIS_URL, RQ, rq_queue_name
+
+    spans_file = tmp_path / "spans.jsonl"
+    with rq_queue_name() as name:
+        backend = RQBackend(Queue(name, connection=Redis.from_url(REDIS_URL)), tasks=[traced_task])
+
+        def view(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+            get_background_tasks().add_task(traced_task, "one")
+            start_response("200 OK", [])
+            return [b"ok"]
+
+        enable_tracing(provider)
+        try:
+            instrumented = OpenTelemetryMiddleware(view, tracer_provider=provider)
+            serve(BackgroundTaskMiddleware(instrumented, backend=backend), PATH_INFO="/signup")
+        finally:
+            disable_tracing()
+        env = {
+            **os.environ,
+            "BGTASK_TEST_REDIS_URL": REDIS_URL,
+            "BGTASK_TEST_QUEUE": name,
+            "BGTASK_TEST_SPANS": str(spans_file),
+            "PYTHONPATH": str(ROOT),
+        }
+        worker = [RQ, "worker", "--burst", "--url", REDIS_URL, "-c", "tests.apps.traced_worker"]
+        worker += ["--worker-class", "rq.worker.SimpleWorker", name]
+        subprocess.run(worker, env=env, cwd=ROOT, timeout=60, check=True, capture_output=True)
+    request = spans(exporter)["GET /signup"]
+    exported = [json.loads(line) for line in spans_file.read_text().splitlines()]
+    (task,) = [span for span in exported if span["name"] == "tests.apps.traced_tasks.traced_task"]
+    assert task["kind"] == "SpanKind.CONSUMER"
+    assert task["attributes"]["bgtask.mode"] == "rq"
+    assert [link["context"]["trace_id"] for link in task["links"]] == [
+        f"0x{request.context.trace_id:032x}"
+    ]
+    assert [link["context"]["span_id"] for link in task["links"]] == [
+        f"0x{request.context.span_id:016x}"
+    ]
