@@ -118,7 +118,7 @@ def test_a_task_is_a_span_named_after_it_linked_to_the_request_span(
     assert linked["send"].span_id == send.context.span_id
     assert task.attributes is not None
     assert task.attributes["messaging.operation.type"] == "process"
-    assert task.attributes["bgtask.mode"] == "inline"
+    assert task.attributes["messaging.destination.name"] == "inline"
     assert found["smtp"].parent is not None
     assert found["smtp"].parent.span_id == task.context.span_id
 
@@ -183,7 +183,7 @@ def test_offloaded_sync_and_async_tasks_are_spans_linked_to_the_request(
     for name in ("tests.test_otel.sends_welcome", "tests.test_otel.sends_welcome_async"):
         span = found[name]
         assert span.attributes is not None
-        assert span.attributes["bgtask.mode"] == "offload"
+        assert span.attributes["messaging.destination.name"] == "offload"
         assert request.context.span_id in {link.context.span_id for link in span.links}
         assert span.end_time is not None
 
@@ -216,7 +216,7 @@ def test_an_engine_job_carries_the_trace_and_the_workers_span_links_back(
     found = spans(exporter)
     request, task = found["GET /signup"], found["tests.test_otel.sends_welcome"]
     assert task.attributes is not None
-    assert task.attributes["bgtask.mode"] == "rq"
+    assert task.attributes["messaging.destination.name"] == "rq"
     assert [link.context.span_id for link in task.links] == [request.context.span_id]
     assert [link.context.trace_id for link in task.links] == [request.context.trace_id]
 
@@ -318,10 +318,23 @@ def test_a_real_rq_workers_span_links_to_the_request_that_queued_it(
     exported = [json.loads(line) for line in spans_file.read_text().splitlines()]
     (task,) = [span for span in exported if span["name"] == "tests.apps.traced_tasks.traced_task"]
     assert task["kind"] == "SpanKind.CONSUMER"
-    assert task["attributes"]["bgtask.mode"] == "rq"
+    assert task["attributes"]["messaging.destination.name"] == "rq"
     assert [link["context"]["trace_id"] for link in task["links"]] == [
         f"0x{request.context.trace_id:032x}"
     ]
     assert [link["context"]["span_id"] for link in task["links"]] == [
         f"0x{request.context.span_id:016x}"
     ]
+
+
+def test_without_send_spans_a_task_span_links_to_the_request_only(
+    exporter: InMemorySpanExporter, provider: TracerProvider
+) -> None:
+    """``send_spans=False``: one span per task, still linked to the request's."""
+    instrumented = OpenTelemetryMiddleware(app, tracer_provider=provider)
+    tracing = TaskTracing(provider, send_spans=False)
+    serve(BackgroundTaskMiddleware(instrumented, listeners=[tracing]), PATH_INFO="/signup")
+    found = spans(exporter)
+    assert sorted(found) == ["GET /signup", "tests.test_otel.sends_welcome"]
+    task = found["tests.test_otel.sends_welcome"]
+    assert [link.context.span_id for link in task.links] == [found["GET /signup"].context.span_id]
