@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
 import threading
 from typing import TYPE_CHECKING
@@ -20,10 +22,12 @@ from bgtask import (
 )
 from bgtask.flask import BgTask
 
+from .helpers.servers import DEADLINE, Gunicorn, lines, wait_for
 from .helpers.wsgi import Call, serve
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
@@ -251,3 +255,34 @@ def test_a_queued_listener_that_raises_is_logged_once_and_keeps_hearing(
     reports = [r for r in bgtask_log.records if "listener" in r.getMessage()]
     assert len(reports) == 1
     assert reports[0].exc_info is not None
+
+
+@pytest.mark.slow
+def test_under_gunicorn_misbehaving_listeners_break_no_task_response_or_connection(
+    tmp_path: Path,
+) -> None:
+    """Raising (Exception, BaseException) and hanging listeners: every response on one
+    keep-alive connection, every task, every event of the good listener; each failure
+    logged once; the worker is the same process throughout."""
+    events = tmp_path / "events.jsonl"
+    with Gunicorn(
+        "tests.apps.listener_app:app",
+        tmp_path / "server.log",
+        env={"BGTASK_TEST_EVENTS": str(events)},
+    ) as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=DEADLINE)
+        for tag in ("one", "two", "three"):
+            connection.request("GET", f"/?{tag}")
+            response = connection.getresponse()
+            assert (response.status, response.read()) == (200, b"ok")
+        connection.close()
+        wait_for(lambda: len(list(lines(events))) == 12, what="3 tasks and their 9 events")
+        log = server.log()
+    recorded = [json.loads(line) for line in lines(events)]
+    assert sorted(r["tag"] for r in recorded if r["event"] == "ran") == ["one", "three", "two"]
+    kinds = [r["event"] for r in recorded if r["event"] != "ran"]
+    assert kinds == ["queued", "started", "succeeded"] * 3
+    assert len({r["pid"] for r in recorded}) == 1
+    assert log.count("a task event listener (<function raising at") == 1
+    assert log.count("a task event listener (<function raising_base at") == 1
+    assert "Error handling request" not in log
