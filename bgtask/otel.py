@@ -72,7 +72,9 @@ class TaskTracing:
     def __call__(self, event: TaskEvent) -> None:
         kind = event.kind
         if kind == "queued":
-            if self.send_spans:
+            # A request's queueing only (see TaskMetrics: a route's fixed tasks are also
+            # queued into the collection they are copied from).
+            if self.send_spans and event.environ is not None:
                 self._send(event)
         elif kind == "started":
             self._process(event)

@@ -20,11 +20,13 @@ metric                                     type       what
 ``bgtask_offload_busy_threads``            gauge      pool threads running a collection
 =========================================  =========  ====================================
 
-``task`` is the function's qualified name: one series per task function (and kind), never
-per argument or request. Under gunicorn, set ``PROMETHEUS_MULTIPROC_DIR`` (an empty
-directory, before the server starts), serve :func:`metrics_app`, and add
-:func:`child_exit` to ``gunicorn.conf.py``: the gauges are summed over live workers, each
-sampled once a second (in one process, they are read at each scrape).
+``queued`` counts the tasks a request queued (not the templates of ``@background``, nor the
+tasks a worker rebuilds from a job). ``task`` is the function's qualified name: one series
+per task function (and kind), never per argument or request. Under gunicorn, set
+``PROMETHEUS_MULTIPROC_DIR`` (an empty directory, before the server starts), serve
+:func:`metrics_app`, and add :func:`child_exit` to ``gunicorn.conf.py``: the gauges are
+summed over live workers, each sampled once a second (in one process, they are read at
+each scrape).
 """
 
 from __future__ import annotations
@@ -130,6 +132,10 @@ class TaskMetrics:
 
     def __call__(self, event: TaskEvent) -> None:
         kind, name = event.kind, event.name
+        if kind == "queued" and event.environ is None:
+            # Queued by a request only: a route's fixed tasks are also queued into the
+            # collection they are copied from, and a worker rebuilds a job's tasks.
+            return
         child = self._children.get((kind, name))
         if child is None:
             child = self._children[kind, name] = self._counters[kind].labels(name)

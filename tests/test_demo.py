@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 pytestmark = pytest.mark.slow
+
+#: The demo's /log task.
+TASK = "wsgi_demo.app.write_log_sync"
 
 
 def _events(path: Path) -> list[dict[str, Any]]:
@@ -93,3 +97,38 @@ def test_demo_records_a_failed_task_and_the_one_it_skipped(tmp_path: Path) -> No
         assert sequence.index("task failed") < sequence.index("task skipped")
         assert "write_log_sync" in _events(events)[-1]["detail"]
         assert _request(server.url + "/fail")[0] == 200  # the worker is fine
+
+
+def test_demo_page_and_metrics_count_every_workers_tasks(tmp_path: Path) -> None:
+    """Two workers, one set of counts: /metrics and the page's table sum both workers
+    (the demo's gunicorn.conf.py sets Prometheus' multiprocess mode)."""
+    events = tmp_path / "events.jsonl"
+    env = {"BGTASK_DEMO_EVENTS": str(events), "BGTASK_DEMO_TASK_SECONDS": "0"}
+    with Gunicorn(
+        "wsgi_demo.app:app",
+        tmp_path / "gunicorn.log",
+        args=["--config", "wsgi_demo/gunicorn.conf.py"],
+        workers=2,
+        env=env,
+    ) as server:
+        total = 8
+        for _ in range(total):
+            assert _request(server.url + "/log")[0] == 200
+
+        def all_counted() -> bool:
+            body = _request(server.url + "/metrics")[1].decode()
+            return f'bgtask_tasks_succeeded_total{{task="{TASK}"}} {total}.0' in body
+
+        wait_for(all_counted, what=f"{total} tasks counted in /metrics")
+        pids = {
+            e["request"].split("-")[0] for e in _events(events) if e["event"] == "task finished"
+        }
+        status, page = _request(server.url + "/")
+        html = page.decode()
+    assert status == 200
+    row = html[html.index(f'id="task-{TASK}"') :]
+    row = row[: row.index("</tr>")]
+    counts = re.findall(r'<td class="count">(\d+)</td>', row)
+    assert counts[:3] == [str(total)] * 3  # queued, started, succeeded
+    assert " ms</td>" in row  # the mean wait after the response
+    assert len(pids) >= 1

@@ -217,3 +217,22 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_a_routes_fixed_task_is_queued_once_per_request() -> None:
+    """``@background``'s template collection and the per-request copy are one queueing."""
+    from bgtask import BackgroundTask, background
+
+    registry = prometheus_client.CollectorRegistry()
+    metrics = TaskMetrics(registry)
+
+    @background(BackgroundTask(sends_welcome, "a@b.c"))
+    def fixed(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    wrapped = BackgroundTaskMiddleware(fixed, listeners=[metrics])
+    serve(wrapped)
+    serve(wrapped)
+    assert value(registry, "bgtask_tasks_queued_total", TASK) == 2
+    assert value(registry, "bgtask_tasks_succeeded_total", TASK) == 2

@@ -3,7 +3,8 @@
 The timeline listens to bgtask's task events (queued, started, finished, failed, skipped,
 ...) through ``BgTask(app, listeners=[...])``, and the demo's own middleware adds when each
 request arrived and when its response was sent; ``GET /`` draws the recent requests, so you
-can see each response leave before its tasks ran. Served by ``make demo`` (gunicorn,
+can see each response leave before its tasks ran, and the counts of bgtask's Prometheus
+metrics per task and event (``GET /metrics`` is the scrape). Served by ``make demo`` (gunicorn,
 gthread workers, http://127.0.0.1:8000).
 """
 
@@ -17,11 +18,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, jsonify, render_template, request
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from bgtask import BackgroundTask, BackgroundTasks, background, get_background_tasks
 from bgtask.flask import BackgroundResponse, BgTask
+from bgtask.prometheus import enable_metrics, metrics_app
 
 from .events import as_dict, recent_requests, record, request_id
+from .metrics import KINDS, task_rows
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -155,6 +159,11 @@ def create_app() -> Flask:
     app = Flask(__name__)
     app.wsgi_app = _RecordResponseSent(app.wsgi_app)  # type: ignore[method-assign]
     BgTask(app, listeners=[on_task_event])
+    # Both fed by the task events: the timeline (above) and bgtask's Prometheus metrics.
+    enable_metrics()
+    app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, {"/metrics": metrics_app()}
+    )
 
     @app.before_request
     def start_request() -> None:
@@ -213,7 +222,9 @@ def create_app() -> Flask:
 
     @app.get("/")
     def timeline() -> str:
-        return render_template("timeline.html", requests=_timeline_rows())
+        return render_template(
+            "timeline.html", requests=_timeline_rows(), kinds=KINDS, tasks=task_rows()
+        )
 
     @app.get("/events.json")
     def events_json() -> Response:
