@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import subprocess
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from bgtask._payload import encode
 from bgtask.otel import TaskTracing, disable_tracing, enable_tracing
 
 from .helpers.readme import ROOT, block
+from .helpers.servers import wait_for
 from .helpers.wsgi import serve
 
 if TYPE_CHECKING:
@@ -338,3 +340,66 @@ def test_without_send_spans_a_task_span_links_to_the_request_only(
     assert sorted(found) == ["GET /signup", "tests.test_otel.sends_welcome"]
     task = found["tests.test_otel.sends_welcome"]
     assert [link.context.span_id for link in task.links] == [found["GET /signup"].context.span_id]
+
+
+@pytest.mark.slow
+def test_a_real_celery_workers_span_links_to_the_request_that_queued_it(
+    exporter: InMemorySpanExporter, provider: TracerProvider, tmp_path: Path
+) -> None:
+    """Through RabbitMQ and ``celery worker``: the same link, mode ``celery``."""
+    import uuid
+
+    from celery import Celery
+    from kombu import Connection
+
+    from bgtask.celery import CeleryBackend
+
+    from .apps.traced_tasks import traced_task
+    from .helpers.deployments import BROKER_URL, START_RABBITMQ
+    from .helpers.engines import WorkerProcess, require_service
+
+    require_service("127.0.0.1", 5672, "RabbitMQ", START_RABBITMQ)
+    name = f"bgtask-test-{uuid.uuid4().hex[:12]}"
+    spans_file = tmp_path / "spans.jsonl"
+    sender = Celery("bgtask_traced", broker=BROKER_URL)
+    backend = CeleryBackend(sender, queue=name, tasks=[traced_task])
+
+    def view(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        get_background_tasks().add_task(traced_task, "one")
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    enable_tracing(provider)
+    try:
+        instrumented = OpenTelemetryMiddleware(view, tracer_provider=provider)
+        serve(BackgroundTaskMiddleware(instrumented, backend=backend), PATH_INFO="/signup")
+    finally:
+        disable_tracing()
+        sender.close()
+    command = [
+        sys.executable, "-m", "celery", "-A", "tests.apps.traced_celery", "worker",
+        "--queues", name, "--pool", "solo", "--without-gossip", "--without-mingle",
+        "--hostname", f"{name}@%h", "--loglevel", "INFO",
+    ]  # fmt: skip
+    env = {"BGTASK_TEST_BROKER_URL": BROKER_URL, "BGTASK_TEST_QUEUE": name}
+    env["BGTASK_TEST_SPANS"] = str(spans_file)
+    worker = WorkerProcess(command, tmp_path / "worker.log", ready=" ready.", env=env)
+    try:
+        worker.wait_ready()
+        wait_for(lambda: "traced_task" in read(spans_file), what="the worker's task span")
+    finally:
+        worker.stop()
+        with Connection(BROKER_URL, connect_timeout=5) as connection:  # type: ignore[no-untyped-call]
+            connection.default_channel.queue_delete(name)
+            connection.default_channel.exchange_delete(name)
+    request = spans(exporter)["GET /signup"]
+    exported = [json.loads(line) for line in spans_file.read_text().splitlines()]
+    (task,) = [span for span in exported if span["name"] == "tests.apps.traced_tasks.traced_task"]
+    assert task["attributes"]["messaging.destination.name"] == "celery"
+    assert [link["context"]["span_id"] for link in task["links"]] == [
+        f"0x{request.context.span_id:016x}"
+    ]
+
+
+def read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""

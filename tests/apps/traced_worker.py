@@ -27,12 +27,17 @@ def _one_line(span: ReadableSpan) -> str:
     return str(span.to_json(indent=None)) + "\n"
 
 
-if "BGTASK_TEST_SPANS" in os.environ:  # in the worker (not when pytest collects doctests)
-    _spans = open(os.environ["BGTASK_TEST_SPANS"], "a", encoding="utf-8")  # noqa: SIM115
+def export_spans_to(path: str) -> None:
+    """Trace this worker's tasks, each span a JSON line appended to ``path``."""
+    spans = open(path, "a", encoding="utf-8")  # noqa: SIM115 (open for the worker's life)
     provider = TracerProvider()
     provider.add_span_processor(
-        SimpleSpanProcessor(ConsoleSpanExporter(out=_spans, formatter=_one_line))
+        SimpleSpanProcessor(ConsoleSpanExporter(out=spans, formatter=_one_line))
     )
     trace.set_tracer_provider(provider)
     enable_tracing()
+
+
+if "BGTASK_TEST_SPANS" in os.environ:  # in the worker (not when pytest collects doctests)
+    export_spans_to(os.environ["BGTASK_TEST_SPANS"])
 backend = RQBackend(Queue(QUEUE, connection=Redis.from_url(REDIS_URL)), tasks=[traced_task])
