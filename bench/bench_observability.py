@@ -10,6 +10,8 @@
    app with and without bgtask's metrics (multiprocess mode) and spans.
 
 Targets: the per-task cost is reported; end to end >= 0.97 of the throughput without them.
+The workers' CPU per request is printed too: on a shared machine it moves less with the
+neighbours' load than the throughput does.
 Run with ``python -m bench.bench_observability``.
 """
 
@@ -144,12 +146,25 @@ def end_to_end() -> None:
             label,
             f"{statistics.median(run.throughput for run in mine):.0f}",
             f"{_server.paired(runs, label, 'without', 'throughput'):.3f}",
+            f"{statistics.median(run.cpu_per_request for run in mine) * 1e6:.0f}",
+            f"{_server.paired(runs, label, 'without', 'cpu_per_request'):.3f}",
             f"{statistics.median(run.tasks_per_second for run in mine):.0f}",
             sum(run.errors for run in mine),
         ]
         for label, mine in runs.items()
     ]
-    print_table(["contender", "req/s", "x without", "tasks/s", "errors"], rows)
+    print_table(
+        [
+            "contender",
+            "req/s",
+            "x without",
+            "server CPU µs/request",
+            "x without",
+            "tasks/s",
+            "errors",
+        ],
+        rows,
+    )
     print(
         f"\nthroughput with / without: {ratio:.3f} (target >= {TARGET}: "
         f"{_verdict(ratio >= TARGET)}); pool {threads} threads per worker; load: "
