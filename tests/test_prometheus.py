@@ -22,6 +22,7 @@ from .helpers.serving import get
 from .helpers.wsgi import Call, serve
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -236,3 +237,43 @@ def test_a_routes_fixed_task_is_queued_once_per_request() -> None:
     serve(wrapped)
     assert value(registry, "bgtask_tasks_queued_total", TASK) == 2
     assert value(registry, "bgtask_tasks_succeeded_total", TASK) == 2
+
+
+def test_a_task_cut_while_running_is_counted_cut_and_its_span_is_an_error() -> None:
+    """A deadline while it runs: ``bgtask_tasks_cut_total``, and the task's span ends with
+    status ERROR, from the thread that cut it."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from bgtask.otel import TaskTracing
+
+    registry = prometheus_client.CollectorRegistry()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    release, started = threading.Event(), threading.Event()
+
+    def holds(to: str) -> None:
+        started.set()
+        release.wait(10)
+
+    def holding(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        get_background_tasks().add_task(holds, "a@b.c")
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    pool = OffloadPool(threads=1)
+    listeners: list[Callable[[TaskEvent], object]] = [TaskMetrics(registry), TaskTracing(provider)]
+    serve(BackgroundTaskMiddleware(holding, backend=pool, listeners=listeners))
+    assert started.wait(10)
+    pool.cut("the test's deadline")
+    release.set()
+    assert pool.wait_idle(10)
+    name = f"{holds.__module__}.{holds.__qualname__}"
+    assert value(registry, "bgtask_tasks_cut_total", name) == 1
+    assert value(registry, "bgtask_tasks_succeeded_total", name) == 0
+    (span,) = exporter.get_finished_spans()
+    assert span.status.status_code is trace.StatusCode.ERROR
+    assert span.status.description == "cut: the test's deadline while it ran"
