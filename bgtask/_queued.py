@@ -117,11 +117,13 @@ class QueuedListener:
         pid = self._pid
         while pid == os.getpid():
             self._wake.acquire()
-            with self._lock:
-                batch = list(self._pending)
-                self._pending.clear()
-                self._signalled = False
-            for item in batch:
+            while True:
+                # One at a time: what waits is what the queue holds, never more.
+                with self._lock:
+                    if not self._pending:
+                        self._signalled = False
+                        break
+                    item = self._pending.popleft()
                 if isinstance(item, _Flush):
                     item.lock.release()  # everything told before it was delivered
                     continue
