@@ -19,6 +19,9 @@ from ._backend import CheckingBackend as CheckingBackend
 from ._collection import BackgroundTasks as BackgroundTasks
 from ._current import get_background_tasks as get_background_tasks
 from ._decorator import background as background
+from ._events import TaskEvent as TaskEvent
+from ._events import subscribe as subscribe
+from ._events import unsubscribe as unsubscribe
 from ._exit import drain as drain
 from ._exit import set_exit_timeout as set_exit_timeout
 from ._failed import TasksFailed as TasksFailed
@@ -26,6 +29,7 @@ from ._middleware import BackgroundTaskMiddleware as BackgroundTaskMiddleware
 from ._offload import OffloadPool as OffloadPool
 from ._options import TaskOptions as TaskOptions
 from ._options import task as task
+from ._queued import QueuedListener as QueuedListener
 from ._request import RequestTasks as RequestTasks
 from ._retry import RetryPolicy as RetryPolicy
 from ._task import BackgroundTask as BackgroundTask
@@ -37,15 +41,19 @@ __all__ = [
     "BackgroundTasks",
     "CheckingBackend",
     "OffloadPool",
+    "QueuedListener",
     "RequestTasks",
     "RetryPolicy",
+    "TaskEvent",
     "TaskOptions",
     "TasksFailed",
     "background",
     "drain",
     "get_background_tasks",
     "set_exit_timeout",
+    "subscribe",
     "task",
+    "unsubscribe",
 ]
 
 try:

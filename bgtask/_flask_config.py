@@ -10,6 +10,8 @@ key                            what it sets                                defau
 ``BGTASK_BACKEND``             a backend object (``RQBackend(...)``)       (none)
 ``BGTASK_EXIT_TIMEOUT``        seconds the exit drain waits (the process)  ``10``
 ``BGTASK_TASK_TIMEOUT``        a task's deadline, unless it has its own    (none)
+``BGTASK_LISTENERS``           listeners of the app's task events          ``()``
+``BGTASK_REQUEST_ID_HEADER``   the header of the events' ``request_id``    ``X-Request-ID``
 =============================  ==========================================  =========
 
 Keyword arguments of ``BgTask(app, ...)`` win over the config.

@@ -61,7 +61,7 @@ class _Helpers:
                 self.idle, self.pid = [], os.getpid()
             helper = self.idle.pop() if self.idle else None
         if helper is None:
-            start_thread(self._serve, _Helper(work))
+            start_thread(self._serve, _Helper(work), name="bgtask-handoff")
         else:
             helper.work = work
             helper.wake.release()

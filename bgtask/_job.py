@@ -15,12 +15,14 @@ not succeeded.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import itertools
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
 from ._allowlist import shown
+from ._carrier import queued_with, valid_carrier
 from ._collection import BackgroundTasks
 from ._failed import TasksFailed
 from ._importable import is_reference, resolve
@@ -201,6 +203,14 @@ def _decode(
             problem = f"cannot import it on this worker ({type(exc).__name__}: {exc})"
         if problem is not None or func is None:
             func = refusing(reference, problem or "undeclared")
-        task = BackgroundTask(recording(func, index, done, on_progress), *args, **kwargs)
+        recorded = recording(func, index, done, on_progress)
+        carrier = valid_carrier(entry.get("trace"))
+        if carrier is None:
+            task = BackgroundTask(recorded, *args, **kwargs)
+        else:
+            # The task captures this context: its listeners find the trace it came from.
+            context = contextvars.copy_context()
+            context.run(queued_with.set, carrier)
+            task = context.run(BackgroundTask, recorded, *args, **kwargs)
         items.append(task)
     return items

@@ -16,8 +16,9 @@ timed_out      ERROR    background task NAME timed out: its deadline of S s pass
 overdue        WARNING  background task NAME overdue: still running after S s, ...
 =============  =======  ==============================================================
 
-Lines name the function, never argument values. Each record carries ``task``, ``event``
-and ``mode`` (and ``duration`` in seconds once known) as attributes, for JSON formatters.
+Lines name the function, never argument values. Each record carries ``task``, ``event``,
+``mode``, ``duration`` (seconds, None until the task ended) and ``request_id`` (None for a
+task no request queued) as attributes, for JSON formatters and structlog.
 """
 
 from __future__ import annotations
@@ -67,7 +68,13 @@ def log_event(event: TaskEvent) -> None:
     if not level or not logger.isEnabledFor(level):
         return
     duration = event.duration
-    extra = {"task": event.name, "event": kind, "mode": event.mode, "duration": duration}
+    extra = {
+        "task": event.name,
+        "event": kind,
+        "mode": event.mode,
+        "duration": duration,
+        "request_id": event.request_id,
+    }
     if kind == "failed":
         error = event.error
         exc_info = (type(error), error, error.__traceback__) if error is not None else None

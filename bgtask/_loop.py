@@ -72,7 +72,7 @@ class _Runner:
         #: Whether the loop will take its inbox soon without a wake-up: it is running, or
         #: waiting at most a tick (``_ticking``).
         self.ticking = False
-        start_thread(self._serve, ready)
+        start_thread(self._serve, ready, name="bgtask-loop")
         ready.acquire()
 
     def _serve(self, ready: Any) -> None:

@@ -10,7 +10,7 @@ from ._closing import run_after_close
 from ._current import ENVIRON_KEY, current_tasks
 from ._offload import OffloadPool, default_pool
 from ._options import TaskOptions
-from ._request import RequestTasks
+from ._request import RequestTasks, header_key
 from ._unread import unread_background
 
 if TYPE_CHECKING:
@@ -39,15 +39,26 @@ class BackgroundTaskMiddleware:
     instead: an :class:`OffloadPool` (a pool of task threads), or the RQ and Celery
     backends; ``offload=True`` is shorthand for the process's default pool. ``task_scope``
     is an integration's hook around each task (Flask's app context), ``listeners`` are told
-    of this app's task events besides the process's. ``task_timeout`` is the deadline, in
-    seconds from its start, of every task without one of its own (``@bgtask.task``).
+    of this app's task events besides the process's (:class:`TaskEvent`).
+    ``request_id_header`` names the request header whose value is the events'
+    ``request_id`` (where a request has none, or None is passed, an id is generated).
+    ``task_timeout`` is the deadline, in seconds from its start, of every task without one
+    of its own (``@bgtask.task``).
 
     >>> from wsgiref.simple_server import demo_app
     >>> app = BackgroundTaskMiddleware(demo_app)
     >>> app = BackgroundTaskMiddleware(demo_app, offload=True)
     """
 
-    __slots__ = ("_check", "app", "backend", "listeners", "task_scope", "task_timeout")
+    __slots__ = (
+        "_check",
+        "_request_id_key",
+        "app",
+        "backend",
+        "listeners",
+        "task_scope",
+        "task_timeout",
+    )
 
     def __init__(
         self,
@@ -58,6 +69,7 @@ class BackgroundTaskMiddleware:
         task_scope: Scope | None = None,
         listeners: Iterable[Listener] = (),
         task_timeout: float | None = None,
+        request_id_header: str | None = "X-Request-ID",
     ) -> None:
         self.app = app
         # Checked as a task's own would be: a bad value fails here, at startup.
@@ -67,6 +79,7 @@ class BackgroundTaskMiddleware:
         self._check = self.backend.check if isinstance(self.backend, CheckingBackend) else None
         self.task_scope = task_scope
         self.listeners = tuple(listeners)
+        self._request_id_key = header_key(request_id_header)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         outer = environ.get(ENVIRON_KEY)
@@ -87,6 +100,7 @@ class BackgroundTaskMiddleware:
             scope=self.task_scope,
             listeners=self.listeners,
             task_timeout=self.task_timeout,
+            request_id_key=self._request_id_key,
         )
         environ[ENVIRON_KEY] = tasks
         token = current_tasks.set(tasks)

@@ -30,12 +30,14 @@ def native(module: str, name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def start_thread(function: Callable[..., object], *args: object) -> None:
-    """Run ``function(*args)`` in a new native thread.
+def start_thread(function: Callable[..., object], *args: object, name: str = "bgtask") -> None:
+    """Run ``function(*args)`` in a new native thread called ``name``.
 
-    Traced and profiled like a ``threading.Thread`` would be (``threading.settrace`` and
-    ``setprofile``: coverage and profilers see the loop's and the pool's code). Raises
-    ``RuntimeError`` once the interpreter no longer starts threads (it is finalizing).
+    The name is what ``threading.current_thread().name`` and log records' ``threadName``
+    say (``bgtask-loop``, ``bgtask-offload-3``), not ``Dummy-7``. Traced and profiled like
+    a ``threading.Thread`` would be (``threading.settrace`` and ``setprofile``: coverage and
+    profilers see the loop's and the pool's code). Raises ``RuntimeError`` once the
+    interpreter no longer starts threads (it is finalizing).
 
     >>> done = allocate_lock()
     >>> done.acquire()
@@ -51,6 +53,9 @@ def start_thread(function: Callable[..., object], *args: object) -> None:
             sys.settrace(trace)
         if profile is not None:
             sys.setprofile(profile)
+        # The interpreter's current_thread() registers a dummy Thread for this native one
+        # (the one logging asks for); naming it is all a _thread thread can be given.
+        _current_thread().name = name
         function(*args)
 
     _start_new_thread(bootstrap, ())
@@ -61,3 +66,4 @@ def start_thread(function: Callable[..., object], *args: object) -> None:
 allocate_lock: Final[Callable[[], Any]] = native("_thread", "allocate_lock")
 get_ident: Final[Callable[[], int]] = native("_thread", "get_ident")
 _start_new_thread: Final[Callable[..., int]] = native("_thread", "start_new_thread")
+_current_thread: Final[Callable[[], threading.Thread]] = native("threading", "current_thread")

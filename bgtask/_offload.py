@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ._request import RequestTasks
     from ._task import BackgroundTask
 
-__all__ = ["OffloadPool", "default_pool"]
+__all__ = ["OffloadPool", "default_pool", "offload_stats"]
 
 logger: Final = logging.getLogger("bgtask")
 
@@ -208,3 +208,23 @@ def default_pool() -> OffloadPool:
     if _default is None:
         _default = OffloadPool()
     return _default
+
+
+def offload_stats() -> tuple[int, int]:
+    """Over every offload pool of this process: how many collections wait for a thread,
+    and how many threads are running one (for metrics; read without locks, so a moment's
+    approximation).
+
+    >>> waiting, busy = offload_stats()
+    >>> waiting >= 0 and busy >= 0
+    True
+    """
+    from ._exit import _live_drainers  # the registry of every pool (they drain at exit)
+
+    waiting = busy = 0
+    for drainer in _live_drainers():
+        state = drainer._pool.peek() if isinstance(drainer, OffloadPool) else None
+        if state is not None:
+            waiting += len(state.queue)
+            busy += len(state.running)
+    return waiting, busy

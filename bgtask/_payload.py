@@ -1,13 +1,15 @@
 """A request's collection as a job's payload: plain lists, dicts and strings.
 
-Each task is its function's import path (``module:qualname``) next to its arguments;
-nested collections keep their own error policy. ``_job.py`` reads it on the worker.
+Each task is its function's import path (``module:qualname``) next to its arguments (and,
+with tracing, the trace headers it was queued with: ``_carrier``); nested collections keep
+their own error policy. ``_job.py`` reads it on the worker.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._carrier import carrier_of
 from ._collection import BackgroundTasks, names_of
 from ._importable import import_problem, reference, unwrap
 from ._job import PAYLOAD_VERSION
@@ -56,4 +58,9 @@ def _encode(item: Item) -> dict[str, Any]:
     if problem is not None:
         msg = f"cannot queue {item.name}: {problem}"
         raise TypeError(msg)
-    return {"func": reference(func), "args": list(args), "kwargs": kwargs}
+    entry: dict[str, Any] = {"func": reference(func), "args": list(args), "kwargs": kwargs}
+    # Optional (workers without tracing ignore it): the trace the task was queued in.
+    carrier = carrier_of(item.context)
+    if carrier is not None:
+        entry["trace"] = carrier
+    return entry

@@ -15,6 +15,7 @@ native locks, so a greenlet handing work over never blocks its hub.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
 from typing import Any, Final, Protocol
@@ -99,7 +100,7 @@ class ThreadPool:
             else:
                 return False
         try:
-            start_thread(self._serve, state, _Worker(work))
+            start_thread(self._serve, state, _Worker(work), name=f"bgtask-offload-{next(_numbers)}")
         except RuntimeError:
             with state.lock:
                 state.threads -= 1
@@ -174,3 +175,7 @@ class ThreadPool:
         # submit() took this thread just as the wait ended: its release is on its way.
         worker.wake.acquire()
         return worker.work
+
+
+#: Numbers the pool threads' names (``bgtask-offload-3``), across every pool of the process.
+_numbers: Final = itertools.count(1)

@@ -9,6 +9,7 @@ and tells its own listeners (the middleware's) besides the process's.
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
 
 from . import _lifecycle
@@ -25,7 +26,10 @@ if TYPE_CHECKING:
     from ._events import Listener, Mode
     from ._policy import Scope
 
-__all__ = ["RESPONSE_STAGE", "ROUTE_STAGE", "Check", "RequestTasks"]
+__all__ = ["REQUEST_ID_KEY", "RESPONSE_STAGE", "ROUTE_STAGE", "Check", "RequestTasks", "header_key"]
+
+#: Where the WSGI environ has the ``X-Request-ID`` header.
+REQUEST_ID_KEY: Final = "HTTP_X_REQUEST_ID"
 
 #: Where attached tasks run, after everything the request queued: first the response's
 #: ``background``, then a route decorator's fixed tasks.
@@ -41,7 +45,8 @@ class RequestTasks(BackgroundTasks):
 
     ``check`` is called with every task queued or attached (``TypeError`` for one the
     backend could not run), ``scope`` is the runner's hook around each task, ``listeners``
-    hear this request's events besides the process's.
+    hear this request's events besides the process's. ``request_id_key`` is the environ key
+    of the header that carries the request's id (``HTTP_X_REQUEST_ID``).
 
     >>> tasks = RequestTasks({"PATH_INFO": "/signup"})
     >>> _ = tasks.add_task(print, "welcome")
@@ -52,10 +57,12 @@ class RequestTasks(BackgroundTasks):
     __slots__ = (
         "_check",
         "_lock",
+        "_request_id",
         "_sealed",
         "_tail",
         "environ",
         "listeners",
+        "request_id_key",
         "scope",
         "sent",
         "task_timeout",
@@ -70,10 +77,13 @@ class RequestTasks(BackgroundTasks):
         check: Check | None = None,
         scope: Scope | None = None,
         listeners: tuple[Listener, ...] = (),
+        request_id_key: str | None = REQUEST_ID_KEY,
         task_timeout: float | None = None,
     ) -> None:
         super().__init__()
         self.environ = environ
+        self.request_id_key = request_id_key
+        self._request_id: str | None = None
         #: The deadline of its tasks that have none of their own (the middleware's).
         self.task_timeout = task_timeout
         self.scope = scope
@@ -86,6 +96,22 @@ class RequestTasks(BackgroundTasks):
         self._tail: list[tuple[int, Item]] = []
         #: When the response was sent (monotonic), for the wait before each task.
         self.sent = 0.0
+
+    @property
+    def request_id(self) -> str:
+        """The request's id: its request id header if it has a plausible one, else one
+        generated (once, when first asked: requests whose events nobody reads pay nothing).
+        """
+        request_id = self._request_id
+        if request_id is None:
+            given = self.environ.get(self.request_id_key) if self.request_id_key else None
+            # From outside the process and written into logs: a bounded, printable token.
+            if isinstance(given, str) and 0 < len(given) <= 200 and given.isprintable():
+                request_id = given
+            else:
+                request_id = uuid.uuid4().hex
+            self._request_id = request_id
+        return request_id
 
     @property
     def tasks(self) -> tuple[Item, ...]:
@@ -129,8 +155,10 @@ class RequestTasks(BackgroundTasks):
             scope=self.scope,
             listeners=self.listeners,
             task_timeout=self.task_timeout,
+            request_id_key=self.request_id_key,
         )
         batch.continue_on_error = self.continue_on_error
+        batch._request_id = self._request_id
         with self._lock:
             self._sealed = True
             items = [*self._items, *self._staged()]
@@ -210,6 +238,15 @@ class RequestTasks(BackgroundTasks):
                 "queue tasks before the response is closed"
             )
             raise RuntimeError(msg)
+
+
+def header_key(header: str | None) -> str | None:
+    """The environ key of an HTTP request header: ``X-Request-ID`` is ``HTTP_X_REQUEST_ID``.
+
+    >>> header_key("X-Request-ID")
+    'HTTP_X_REQUEST_ID'
+    """
+    return None if header is None else "HTTP_" + header.upper().replace("-", "_")
 
 
 def _stage(entry: tuple[int, Item]) -> int:

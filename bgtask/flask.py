@@ -61,7 +61,9 @@ class BgTask:
     response's ``background``, and runs each task in a fresh app context.
     ``offload``, ``backend`` and ``listeners`` are passed to the middleware: with
     ``offload=True`` the tasks run on a pool of task threads, still each inside a fresh app
-    context; ``listeners`` are told of this app's task events. Where not given, ``offload``
+    context; ``listeners`` (and those of ``app.config["BGTASK_LISTENERS"]``) are told of
+    this app's task events, whose ``request_id`` is the ``request_id_header``
+    (``BGTASK_REQUEST_ID_HEADER``, default ``X-Request-ID``). Where not given, ``offload``
     and ``backend`` come from ``app.config`` (``BGTASK_OFFLOAD``, ``BGTASK_OFFLOAD_THREADS``,
     ``BGTASK_OFFLOAD_MAX_PENDING``, ``BGTASK_BACKEND``; ``BGTASK_EXIT_TIMEOUT`` too), and
     ``task_timeout``, the deadline of tasks without one of their own, from
@@ -82,12 +84,14 @@ class BgTask:
         backend: Backend | None = None,
         listeners: Iterable[Listener] = (),
         task_timeout: float | None = UNSET,
+        request_id_header: str | None = UNSET,
     ) -> None:
         self.app = app
         self.task_timeout = task_timeout
         self.offload = offload
         self.backend = backend
         self.listeners = tuple(listeners)
+        self.request_id_header = request_id_header
         if app is not None:
             self.init_app(app)
 
@@ -102,7 +106,12 @@ class BgTask:
             offload=offload,
             backend=backend,
             task_scope=AppContextScope(app),
-            listeners=self.listeners,
+            listeners=(*self.listeners, *app.config.get("BGTASK_LISTENERS", ())),
+            request_id_header=(
+                app.config.get("BGTASK_REQUEST_ID_HEADER", "X-Request-ID")
+                if self.request_id_header is UNSET
+                else self.request_id_header
+            ),
             task_timeout=(
                 app.config.get("BGTASK_TASK_TIMEOUT")
                 if self.task_timeout is UNSET

@@ -2,8 +2,13 @@
 
     from bgtask.gunicorn import post_worker_init  # noqa: F401 (a gunicorn hook)
 
-or, from a ``post_worker_init`` of your own, call :func:`keep_heartbeat_while_draining` and
-:func:`name_what_graceful_timeout_cuts`. Two things happen without it:
+or, from a ``post_worker_init`` of your own, call :func:`keep_heartbeat_while_draining`,
+:func:`name_what_graceful_timeout_cuts` and :func:`log_to_the_error_log`. Three things
+happen without it:
+
+* bgtask's log lines (a task's failure and its traceback) are printed bare on stderr, with
+  no timestamp, level or pid, whatever ``--log-level`` says: the hook sends them to
+  gunicorn's error log, in its format and at its level, unless logging was configured;
 
 * a worker that exits while bgtask drains its pending tasks (after ``--max-requests``, on a
   reload, or at shutdown) stops notifying the master, and the master's ``--timeout`` kills
@@ -16,6 +21,7 @@ or, from a ``post_worker_init`` of your own, call :func:`keep_heartbeat_while_dr
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -24,7 +30,12 @@ from typing import Any, Final
 from ._exit import cut_all, set_exit_heartbeat
 from ._native import allocate_lock, start_thread
 
-__all__ = ["keep_heartbeat_while_draining", "name_what_graceful_timeout_cuts", "post_worker_init"]
+__all__ = [
+    "keep_heartbeat_while_draining",
+    "log_to_the_error_log",
+    "name_what_graceful_timeout_cuts",
+    "post_worker_init",
+]
 
 #: How long before the master's SIGKILL the pending tasks are named.
 _MARGIN: Final = 1.0
@@ -71,7 +82,7 @@ def name_what_graceful_timeout_cuts(worker: Any) -> None:
     def on_sigterm(signum: int, frame: Any) -> None:
         if not armed:
             armed.append(True)
-            start_thread(_cut_before_kill, graceful)
+            start_thread(_cut_before_kill, graceful, name="bgtask-deadline")
         if callable(previous):
             previous(signum, frame)
 
@@ -85,9 +96,28 @@ def _cut_before_kill(graceful: float) -> None:
     cut_all(f"gunicorn's graceful timeout ({graceful:g} s) ends in a moment")
 
 
+def log_to_the_error_log(worker: Any) -> None:
+    """Log bgtask's records through gunicorn's error log (``--error-logfile``, its format
+    with time, pid and level, and ``--log-level``), unless the application configured
+    logging itself (a handler on the ``bgtask`` or the root logger: then nothing changes).
+
+    >>> class Worker:
+    ...     log = None
+    >>> log_to_the_error_log(Worker())  # no gunicorn logger: nothing to do
+    """
+    error_log = getattr(getattr(worker, "log", None), "error_log", None)
+    ours = logging.getLogger("bgtask")
+    if not isinstance(error_log, logging.Logger) or ours.handlers or logging.getLogger().handlers:
+        return
+    for handler in error_log.handlers:
+        ours.addHandler(handler)
+    ours.setLevel(error_log.level)
+    ours.propagate = False  # the root has no handler: Python's last resort would print again
+
+
 def post_worker_init(worker: Any) -> None:
-    """The gunicorn ``post_worker_init`` hook: :func:`keep_heartbeat_while_draining` and
-    :func:`name_what_graceful_timeout_cuts`.
+    """The gunicorn ``post_worker_init`` hook: :func:`keep_heartbeat_while_draining`,
+    :func:`name_what_graceful_timeout_cuts` and :func:`log_to_the_error_log`.
 
     >>> class Worker:
     ...     def notify(self) -> None: ...
@@ -98,3 +128,4 @@ def post_worker_init(worker: Any) -> None:
     """
     keep_heartbeat_while_draining(worker)
     name_what_graceful_timeout_cuts(worker)
+    log_to_the_error_log(worker)

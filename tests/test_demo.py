@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 pytestmark = pytest.mark.slow
+
+#: The demo's /log task.
+TASK = "wsgi_demo.app.write_log_sync"
 
 
 def _events(path: Path) -> list[dict[str, Any]]:
@@ -148,3 +152,34 @@ def test_each_demo_run_has_an_event_log_of_its_own(tmp_path: Path) -> None:
     with Gunicorn("wsgi_demo.app:app", tmp_path / "two.log", args=args, env=env) as second:
         assert 'id="empty"' in _request(second.url + "/rows")[1].decode()
     assert list(temporary.iterdir()) == []
+
+
+def test_demo_page_and_metrics_count_every_workers_tasks(tmp_path: Path) -> None:
+    """Two workers, one set of counts: /metrics and the page's table sum both workers
+    (the demo's gunicorn.conf.py sets Prometheus' multiprocess mode)."""
+    events = tmp_path / "events.jsonl"
+    env = {"BGTASK_DEMO_EVENTS": str(events), "BGTASK_DEMO_TASK_SECONDS": "0"}
+    with Gunicorn(
+        "wsgi_demo.app:app",
+        tmp_path / "gunicorn.log",
+        args=["--config", "wsgi_demo/gunicorn.conf.py"],
+        workers=2,
+        env=env,
+    ) as server:
+        total = 8
+        for path in ["/log", "/offload/log"] * (total // 2):
+            assert _request(server.url + path)[0] == 200
+
+        def all_counted() -> bool:
+            body = _request(server.url + "/metrics")[1].decode()
+            return f'bgtask_tasks_succeeded_total{{task="{TASK}"}} {total}.0' in body
+
+        wait_for(all_counted, what=f"{total} tasks counted in /metrics")
+        status, page = _request(server.url + "/rows")
+        html = page.decode()
+    assert status == 200
+    row = html[html.index(f'id="task-{TASK}"') :]
+    row = row[: row.index("</tr>")]
+    counts = re.findall(r'<td class="count">(\d+)</td>', row)
+    assert counts[:3] == [str(total)] * 3  # queued, started, succeeded
+    assert " ms</td>" in row  # the mean wait after the response

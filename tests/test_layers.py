@@ -15,13 +15,17 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(
         [
             "_native", "_clock", "_wording", "_callables", "_signature", "_stopping",
-            "_pending", "_process", "_extras", "_retry",
+            "_pending", "_process", "_extras", "_retry", "_carrier",
         ],
         0,
     ),
     # 1. the task model: a task, a collection, the lifecycle and its event stream
     **dict.fromkeys(
-        ["_options", "_logging", "_events", "_lifecycle", "_task", "_collection", "_groups"], 1
+        [
+            "_options", "_logging", "_events", "_queued", "_lifecycle", "_task", "_collection",
+            "_groups",
+        ],
+        1,
     ),
     # 2. the runners: the policy, the loop, the pool, inline runs, the exit drain
     **dict.fromkeys(
@@ -46,7 +50,7 @@ LAYERS: dict[str, int] = {
             "_progress", "_helpers", "_handoff", "_claim", "_rqconnect", "_rqjob",
             "_celeryjob", "_fallback", "_remote", "rq", "celery",
             "werkzeug", "_flask_config", "_flask_scope", "_flask_views", "flask", "testing",
-            "pytest_plugin", "gunicorn", "sqlalchemy",
+            "pytest_plugin", "gunicorn", "sqlalchemy", "prometheus", "otel",
         ],
         4,
     ),
@@ -56,6 +60,7 @@ LAYERS: dict[str, int] = {
 #: Integrations never import one another, except Flask building on Werkzeug's support.
 INTEGRATIONS = {
     "rq", "celery", "werkzeug", "flask", "testing", "pytest_plugin", "gunicorn", "sqlalchemy",
+    "prometheus", "otel",
 }  # fmt: skip
 ALLOWED_ACROSS = {("flask", "werkzeug"), ("pytest_plugin", "testing")}
 

@@ -37,6 +37,8 @@ def test_the_metadata_names_an_spdx_license_and_ships_the_license_file() -> None
         ("bgtask.werkzeug", "werkzeug", "werkzeug"),
         ("bgtask.rq", "rq", "rq"),
         ("bgtask.celery", "celery", "celery"),
+        ("bgtask.prometheus", "prometheus_client", "prometheus"),
+        ("bgtask.otel", "opentelemetry", "otel"),
     ],
 )
 def test_an_integration_without_its_library_says_which_extra_to_install(
@@ -75,7 +77,8 @@ def test_ci_fails_at_once_when_a_supported_python_is_missing(tmp_path: Path) -> 
 
 
 def test_make_demo_installs_the_demo_extra_only() -> None:
-    """``make demo`` asks for ``.[demo]`` (Flask and gunicorn), not the test tools."""
+    """``make demo`` asks for ``.[demo]`` (Flask, gunicorn, prometheus_client), not the test
+    tools."""
     makefile = (ROOT / "Makefile").read_text()
     demo_stamp = makefile[makefile.index("$(DEMO_STAMP):") :]
     assert "pip install --quiet -e '.[demo]'" in demo_stamp.split("\n\n")[0]
@@ -83,4 +86,8 @@ def test_make_demo_installs_the_demo_extra_only() -> None:
     setup = configparser.ConfigParser()
     setup.read(ROOT / "setup.cfg")
     demo = setup["options.extras_require"]["demo"].split()
-    assert sorted(requirement.split(">")[0] for requirement in demo) == ["flask", "gunicorn"]
+    assert sorted(requirement.split(">")[0] for requirement in demo) == [
+        "flask",
+        "gunicorn",
+        "prometheus_client",
+    ]

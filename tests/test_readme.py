@@ -13,6 +13,8 @@ from __future__ import annotations
 import ast
 import configparser
 import importlib
+import logging
+import os
 import re
 import subprocess
 import sys
@@ -69,6 +71,18 @@ COVERS = {
     "def test_signup_sends_the_welcome_email():": "test_readme.py::test_testing_snippet",
     "bgtask_client(app).post": "test_readme_deployed.py::test_pytest_fixtures_snippet",
     "engines, integrations": "test_readme.py::test_layout_diagram",
+    "# yourapp/alerts.py": "test_readme.py::test_hooks_snippets",
+    "# yourapp/counts.py": "test_readme.py::test_hooks_snippets",
+    "# yourapp/audit.py": "test_readme.py::test_hooks_snippets",
+    "# yourapp/logging_setup.py": "test_readme.py::test_logs_snippet",
+    "pip install 'wsgi-bgtask[prometheus]'": "test_readme.py::test_setup_lines",
+    "pip install 'wsgi-bgtask[otel]'": "test_readme.py::test_setup_lines",
+    "# yourapp/tracing.py": "test_otel.py::test_the_readme_flask_setup_gives_request_durations",
+    "# yourapp/metrics.py": "test_readme.py::test_prometheus_snippets",
+    "from bgtask.prometheus import child_exit  # noqa": "test_readme.py::test_prometheus_snippets",
+    "[ERROR] background task yourapp": (
+        "test_logs.py::test_under_gunicorn_a_task_failure_is_in_the_error_log_at_its_level"
+    ),
 }
 FLASK_TYPED = ("def read_items()", "def signup(request: Request)")
 
@@ -427,3 +441,123 @@ def test_on_commit_snippet(tmp_path: Any) -> None:
     exec(block("add_task_on_commit(db.session, send_receipt").text, namespace)  # noqa: S102
     assert app.test_client().post("/orders", json={"total": 12}).text == "ok"
     assert receipts == [1]
+
+
+def _failing_signup(environ: Any, start_response: Any) -> list[bytes]:
+    send_welcome_email = importlib.import_module("yourapp.tasks").send_welcome_email
+
+    def fails(email: str) -> None:
+        msg = "smtp down"
+        raise ConnectionError(msg)
+
+    get_background_tasks().add_task(send_welcome_email, "a@b.c")
+    get_background_tasks().add_task(fails, "a@b.c")
+    start_response("200 OK", [])
+    return [b"ok"]
+
+
+def test_hooks_snippets(readme_project: ScratchProject, caplog: pytest.LogCaptureFixture) -> None:
+    """The alert gets the failure with its tags, the counter counts, the audit log names the
+    request id: each through a real WSGI call."""
+    import bgtask
+
+    for marker in ("# yourapp/alerts.py", "# yourapp/counts.py", "# yourapp/audit.py"):
+        readme_project.write(block(marker))
+    alerts = importlib.import_module("yourapp.alerts")
+    counts = importlib.import_module("yourapp.counts")
+    try:
+        app = BackgroundTaskMiddleware(_failing_signup)
+        client = closing_client(Client(app))
+        assert client.post("/signup", headers={"X-Request-ID": "r-1"}).text == "ok"
+        assert alerts.alerts.flush(timeout=10)
+        [(error, tags)] = alerts.captured
+        assert isinstance(error, ConnectionError)
+        assert tags == {
+            "task": "tests.test_readme._failing_signup.<locals>.fails",
+            "route": "/signup",
+        }
+        assert counts.counts["yourapp.tasks.send_welcome_email", "succeeded"] == 1
+        assert counts.counts[tags["task"], "failed"] == 1
+        assert counts.counts["yourapp.tasks.send_welcome_email", "queued"] == 1
+    finally:
+        bgtask.unsubscribe(alerts.alerts)
+        bgtask.unsubscribe(counts.count)
+    flask_app: flask.Flask = importlib.import_module("yourapp.audit").app
+
+    @flask_app.post("/signup")
+    def signup() -> str:
+        tasks = importlib.import_module("yourapp.tasks")
+        get_background_tasks().add_task(tasks.send_welcome_email, "a@b.c")
+        return "ok"
+
+    with caplog.at_level(logging.INFO, logger="yourapp.audit"):
+        response = flask_app.test_client().post("/signup", headers={"X-Request-ID": "r-2"})
+    assert response.text == "ok"
+    assert [r.getMessage() for r in caplog.records if r.name == "yourapp.audit"] == [
+        "yourapp.tasks.send_welcome_email succeeded (request r-2)"
+    ]
+    assert readme_project.ran()
+
+
+def test_logs_snippet(readme_project: ScratchProject) -> None:
+    """The format string names the records' fields: a real request's lines show them."""
+    script = (
+        block("# yourapp/logging_setup.py").text + "from werkzeug.test import Client\n"
+        "from bgtask import BackgroundTaskMiddleware, OffloadPool, drain\n"
+        "from bgtask.testing import closing_client\n"
+        "from tests.test_readme import _failing_signup\n"
+        "app = BackgroundTaskMiddleware(_failing_signup, backend=OffloadPool(threads=1))\n"
+        "closing_client(Client(app)).get('/', headers={'X-Request-ID': 'r-3'})\n"
+        "assert drain(timeout=10)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=readme_project.root,
+        env={**os.environ, "PYTHONPATH": f"{readme_project.root}:{ROOT}"},
+        check=True,
+    )
+    lines = [line for line in result.stderr.splitlines() if line.startswith(("DEBUG", "ERROR"))]
+    assert lines[0] == "DEBUG MainThread handed_off yourapp.tasks.send_welcome_email request=r-3"
+    assert re.fullmatch(
+        r"DEBUG bgtask-offload-\d+ started yourapp\.tasks\.send_welcome_email request=r-3",
+        lines[2],
+    ), result.stderr
+    assert any(
+        re.fullmatch(r"ERROR bgtask-offload-\d+ failed \S+fails request=r-3", line)
+        for line in lines
+    ), result.stderr
+
+
+def test_prometheus_snippets(readme_project: ScratchProject) -> None:
+    """The app counts its tasks and answers /metrics; the gunicorn lines are those of the
+    real-gunicorn metrics test's config, and name the hooks."""
+    from bgtask import drain
+    from bgtask.prometheus import child_exit, disable_metrics
+
+    readme_project.write(block("# yourapp/metrics.py"))
+    flask_app: flask.Flask = importlib.import_module("yourapp.metrics").app
+    try:
+
+        @flask_app.post("/signup")
+        def signup() -> str:
+            tasks = importlib.import_module("yourapp.tasks")
+            get_background_tasks().add_task(tasks.send_welcome_email, "a@b.c")
+            return "ok"
+
+        client = flask_app.test_client()
+        assert client.post("/signup").text == "ok"
+        assert drain(timeout=10)
+        body = client.get("/metrics").text
+    finally:
+        disable_metrics()
+    assert 'bgtask_tasks_succeeded_total{task="yourapp.tasks.send_welcome_email"}' in body
+    assert "bgtask_offload_busy_threads" in body
+    lines = block("from bgtask.prometheus import child_exit  # noqa").text
+    conf = (ROOT / "tests" / "apps" / "gunicorn_metrics_conf.py").read_text()
+    assert lines in conf
+    namespace: dict[str, Any] = {}
+    exec(lines, namespace)  # noqa: S102 (the README's own lines)
+    assert namespace["child_exit"] is child_exit

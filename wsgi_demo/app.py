@@ -4,9 +4,11 @@ The timeline listens to bgtask's task events (queued, started, finished, failed,
 ...) through ``BgTask(app, listeners=[...])``, and the demo's own middleware adds when each
 request arrived and when its response was sent; ``GET /`` draws the recent requests as
 phases (the response, then each task), with a button per endpoint to fire it inline or
-offloaded. Every endpoint is served twice: at its path by an app whose tasks run inline in
-``close()``, and under ``/offload`` by the same app with ``offload=True``. Served by ``make
-demo`` (gunicorn, gthread workers, http://127.0.0.1:8000).
+offloaded, and above them the counts of bgtask's Prometheus metrics per task and event
+(``GET /metrics`` is the scrape). Every endpoint is served twice: at its path by an app
+whose tasks run inline in ``close()``, and under ``/offload`` by the same app with
+``offload=True``. Served by ``make demo`` (gunicorn, gthread workers,
+http://127.0.0.1:8000).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from bgtask import BackgroundTask, BackgroundTasks, background, get_background_tasks
 from bgtask.flask import BackgroundResponse, BgTask
+from bgtask.prometheus import enable_metrics, metrics_app
 
 from .events import as_dict, recent_requests, record, request_id
+from .metrics import KINDS, task_rows
 from .timeline import rows_of
 
 if TYPE_CHECKING:
@@ -231,12 +235,16 @@ def create_app(*, offload: bool = False) -> Flask:
     @app.get("/")
     def timeline() -> str:
         rows = rows_of(recent_requests())
-        return render_template("timeline.html", rows=rows, endpoints=ENDPOINTS)
+        return render_template(
+            "timeline.html", rows=rows, endpoints=ENDPOINTS, kinds=KINDS, tasks=task_rows()
+        )
 
     @app.get("/rows")
     def timeline_rows() -> str:
         """The timeline's table alone: what the page fetches to update itself."""
-        return render_template("rows.html", rows=rows_of(recent_requests()))
+        return render_template(
+            "rows.html", rows=rows_of(recent_requests()), kinds=KINDS, tasks=task_rows()
+        )
 
     @app.get("/events.json")
     def events_json() -> Response:
@@ -251,10 +259,12 @@ def create_app(*, offload: bool = False) -> Flask:
 
 
 def create_demo() -> WSGIApplication:
-    """Each endpoint twice: at its path with inline tasks, under /offload offloaded."""
+    """Each endpoint twice: at its path with inline tasks, under /offload offloaded; and
+    bgtask's metrics at /metrics (both fed by the task events, as the timeline is)."""
+    enable_metrics()
     inline = create_app()
     offloaded = create_app(offload=True)
-    return DispatcherMiddleware(inline, {"/offload": offloaded})
+    return DispatcherMiddleware(inline, {"/offload": offloaded, "/metrics": metrics_app()})
 
 
 app = create_demo()
