@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "bgtask"
+import bgtask
+
+#: The package as imported: the source tree, or the installed wheel (nox removes the
+#: sdist's own copy so the tests import what was installed).
+PACKAGE = Path(bgtask.__file__).resolve().parent
 
 #: Each module's layer; a module may import from its own layer and the ones below.
 LAYERS: dict[str, int] = {

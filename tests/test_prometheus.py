@@ -296,6 +296,7 @@ def test_task_controls_events_are_counted() -> None:
         if len(attempts) == 1:
             msg = "smtp down"
             raise ConnectionError(msg)
+
     released = threading.Event()
 
     @bgtask.task(timeout=0.01)
