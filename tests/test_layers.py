@@ -44,6 +44,8 @@ LAYERS: dict[str, int] = {
             "_progress", "_helpers", "_handoff", "_claim", "_rqconnect", "_rqjob",
             "_celeryjob", "_fallback", "_remote", "rq", "celery",
             "werkzeug", "_flask_config", "_flask_scope", "_flask_views", "flask", "testing",
+            "_django_settings", "_django_atomic", "_django_middleware", "_django_tasks",
+            "_django_results", "django",
             "pytest_plugin", "gunicorn",
         ],
         4,
@@ -52,7 +54,9 @@ LAYERS: dict[str, int] = {
 }  # fmt: skip
 
 #: Integrations never import one another, except Flask building on Werkzeug's support.
-INTEGRATIONS = {"rq", "celery", "werkzeug", "flask", "testing", "pytest_plugin", "gunicorn"}
+INTEGRATIONS = {
+    "rq", "celery", "werkzeug", "flask", "testing", "pytest_plugin", "gunicorn", "django",
+}  # fmt: skip
 ALLOWED_ACROSS = {("flask", "werkzeug"), ("pytest_plugin", "testing")}
 
 

@@ -1,0 +1,61 @@
+"""Drives the project with ``django.test.Client`` in a process of its own (Django's settings
+are global): ``python -m tests.apps.djangoproject.drive METHOD PATH [FIELD=VALUE ...]...``.
+
+Each request is ``METHOD PATH`` followed by its form fields; prints one JSON line per
+request (status, body), then ``done`` and this thread's id. ``DJANGO_WSGI_RECIPE=1`` sends
+them through the wsgi.py application with Werkzeug's closing client instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.apps.djangoproject.settings")
+
+
+def main(argv: list[str]) -> None:
+    import django
+
+    django.setup()
+    from django.test import Client
+
+    from .views import create_table
+
+    create_table()
+    requests: list[tuple[str, str, dict[str, str]]] = []
+    for word in argv:
+        if word.isupper():
+            requests.append((word, "", {}))
+        elif not requests[-1][1]:
+            requests[-1] = (requests[-1][0], word, {})
+        else:
+            name, _, value = word.partition("=")
+            requests[-1][2][name] = value
+    if os.environ.get("DJANGO_WSGI_RECIPE") == "1":
+        from werkzeug.test import Client as WerkzeugClient
+
+        from bgtask.testing import closing_client
+
+        from .wsgi import application
+
+        werkzeug = closing_client(WerkzeugClient(application))
+        for method, path, data in requests:
+            answer = werkzeug.open(path, method=method, data=data)
+            print(json.dumps({"status": answer.status_code, "body": answer.get_data(True)}))
+    else:
+        client = Client(raise_request_exception=False)
+        for method, path, data in requests:
+            response = client.get(path, data) if method == "GET" else client.post(path, data)
+            body = b"".join(response.streaming_content) if response.streaming else response.content
+            print(json.dumps({"status": response.status_code, "body": body.decode()[:40]}))
+    from bgtask import drain
+
+    assert drain(10), "the offloaded tasks did not finish"
+    print("done", threading.get_ident())  # the thread the requests ran in
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

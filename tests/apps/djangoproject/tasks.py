@@ -1,0 +1,51 @@
+"""The project's tasks: each appends a JSON line to ``BGTASK_DJANGO_RECORD`` (the test reads it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+
+def record(task: str, **fields: object) -> None:
+    line = {"task": task, "thread": threading.get_ident(), **fields}
+    with open(os.environ["BGTASK_DJANGO_RECORD"], "a") as file:
+        file.write(json.dumps(line) + "\n")
+
+
+def send_welcome_email(email: str) -> None:
+    """The seeds' sign-up email: under gunicorn it waits for the test to have read the
+    response (the test then creates the file ``BGTASK_DJANGO_GO``)."""
+    go = os.environ.get("BGTASK_DJANGO_GO")
+    if go:
+        deadline = time.monotonic() + 10
+        while not Path(go).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        record("send_welcome_email", email=email, response_read=Path(go).exists())
+        return
+    record("send_welcome_email", email=email)
+
+
+async def log_signup(email: str) -> None:
+    record("log_signup", email=email)
+
+
+def write_notification(email: str, message: str = "") -> None:
+    record("write_notification", email=email, message=message)
+
+
+def fail(reason: str) -> None:
+    record("fail", reason=reason)
+    raise RuntimeError(reason)
+
+
+def count_signups(email: str) -> None:
+    """Reads the database from the task: the committed row is there."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM signup WHERE email = %s", [email])
+        (found,) = cursor.fetchone()
+    record("count_signups", email=email, found=found)

@@ -1,0 +1,27 @@
+"""The project's URLs (ROOT_URLCONF); the POST views are API endpoints, without CSRF."""
+
+from __future__ import annotations
+
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+
+from . import views
+
+urlpatterns = [
+    path("signup", csrf_exempt(views.signup)),
+    path("items", views.items),
+    path("fail", views.failing),
+    path("boom", views.boom),
+    path("unavailable", views.unavailable),
+    path("download", views.download),
+    path("committed", csrf_exempt(views.committed)),
+    path("rolled-back", csrf_exempt(views.rolled_back)),
+    path("savepoint", csrf_exempt(views.savepoint)),
+    path("set-rollback", csrf_exempt(views.set_rollback)),
+    path("atomic-boom", csrf_exempt(views.atomic_boom)),
+    path("tasks/enqueue", views.tasks_enqueue),
+    path("tasks/fail", views.tasks_fail),
+    path("tasks/atomic", views.tasks_atomic),
+    path("tasks/raise", views.tasks_raise),
+    path("tasks/aenqueue", views.tasks_aenqueue),
+]

@@ -1,0 +1,183 @@
+"""The project's views: the seeds' scenarios, errors, statuses and transactions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.db import connection, transaction
+from django.http import FileResponse, HttpResponse, JsonResponse
+
+from bgtask import BackgroundTasks, get_background_tasks
+
+from .tasks import count_signups, fail, log_signup, send_welcome_email, write_notification
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+
+TABLE = "CREATE TABLE IF NOT EXISTS signup (email VARCHAR(200))"
+
+
+def create_table() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(TABLE)
+
+
+def tasks_of(request: HttpRequest) -> BackgroundTasks:
+    tasks: BackgroundTasks = request.background_tasks
+    return tasks
+
+
+def insert(email: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("INSERT INTO signup (email) VALUES (%s)", [email])
+
+
+def signup(request: HttpRequest) -> JsonResponse:
+    """Seed: the welcome email goes after the response; an async task follows it."""
+    email = request.POST["email"]
+    tasks_of(request).add_task(send_welcome_email, email)
+    get_background_tasks().add_task(log_signup, email)
+    return JsonResponse({"status": "Signup successful"})
+
+
+def log_query(q: str | None) -> str | None:
+    """Seed: a dependency queues into the same collection."""
+    if q:
+        get_background_tasks().add_task(write_notification, "log", message=f"found query: {q}")
+    return q
+
+
+def items(request: HttpRequest) -> JsonResponse:
+    """Seed: tasks from the view and from a helper merge in call order."""
+    tasks_of(request).add_task(write_notification, "first", message="view")
+    q = log_query(request.GET.get("q"))
+    tasks_of(request).add_task(write_notification, "last", message="view")
+    return JsonResponse({"q": q})
+
+
+def failing(request: HttpRequest) -> HttpResponse:
+    """Seed: a failing task stops the rest."""
+    tasks = tasks_of(request)
+    tasks.add_task(write_notification, "before")
+    tasks.add_task(fail, "smtp down")
+    tasks.add_task(write_notification, "after")
+    return HttpResponse("ok")
+
+
+def boom(request: HttpRequest) -> HttpResponse:
+    tasks_of(request).add_task(write_notification, "boom")
+    raise ValueError("the view failed")
+
+
+def unavailable(request: HttpRequest) -> HttpResponse:
+    tasks_of(request).add_task(write_notification, "503")
+    return HttpResponse("maintenance", status=503)
+
+
+def download(request: HttpRequest) -> FileResponse:
+    tasks_of(request).add_task(write_notification, "download")
+    return FileResponse(open(__file__, "rb"))
+
+
+def committed(request: HttpRequest) -> HttpResponse:
+    """A row and its task in one atomic block that commits: the task runs, sees the row."""
+    email = request.POST["email"]
+    with transaction.atomic():
+        insert(email)
+        tasks_of(request).add_task(count_signups, email)
+    return HttpResponse("ok")
+
+
+def rolled_back(request: HttpRequest) -> HttpResponse:
+    """The block rolls back: its task is discarded; the one queued outside it runs."""
+    email = request.POST["email"]
+    tasks_of(request).add_task(write_notification, email, message="outside")
+    try:
+        with transaction.atomic():
+            insert(email)
+            tasks_of(request).add_task(count_signups, email)
+            raise ValueError("validation failed")
+    except ValueError:
+        pass
+    return HttpResponse("rolled back")
+
+
+def savepoint(request: HttpRequest) -> HttpResponse:
+    """A savepoint rolls back inside a transaction that commits: only its task goes."""
+    email = request.POST["email"]
+    with transaction.atomic():
+        insert(email)
+        tasks_of(request).add_task(write_notification, email, message="outer")
+        try:
+            with transaction.atomic():
+                tasks_of(request).add_task(write_notification, email, message="inner")
+                raise ValueError("inner failed")
+        except ValueError:
+            pass
+    return HttpResponse("ok")
+
+
+def set_rollback(request: HttpRequest) -> HttpResponse:
+    """Under ATOMIC_REQUESTS: the view marks the request's transaction for rollback."""
+    email = request.POST["email"]
+    insert(email)
+    tasks_of(request).add_task(count_signups, email)
+    transaction.set_rollback(True)
+    return HttpResponse("not saved")
+
+
+def atomic_boom(request: HttpRequest) -> HttpResponse:
+    """Under ATOMIC_REQUESTS with DISCARD_ON_ERROR off: the rollback still discards."""
+    email = request.POST["email"]
+    insert(email)
+    tasks_of(request).add_task(count_signups, email)
+    raise ValueError("the view failed")
+
+
+# django.tasks (AfterResponseBackend): imported here, as the project's tasks module needs
+# django.tasks or the backport.
+
+
+def _ids(*results: Any) -> JsonResponse:
+    return JsonResponse({"ids": [r.id for r in results], "statuses": [r.status for r in results]})
+
+
+def tasks_enqueue(request: HttpRequest) -> JsonResponse:
+    """Enqueued tasks join the request's collection, in order with add_task's."""
+    from . import jobs
+
+    first = jobs.add.enqueue(2, 3)
+    tasks_of(request).add_task(write_notification, "between")
+    return _ids(first, jobs.greet.enqueue("ada"), jobs.with_context.enqueue("ctx"))
+
+
+def tasks_fail(request: HttpRequest) -> JsonResponse:
+    from . import jobs
+
+    return _ids(jobs.explode.enqueue("boom"), jobs.add.enqueue(1, 1))
+
+
+def tasks_atomic(request: HttpRequest) -> JsonResponse:
+    from . import jobs
+
+    try:
+        with transaction.atomic():
+            rolled_back = jobs.add.enqueue(4, 4)
+            raise ValueError("validation failed")
+    except ValueError:
+        pass
+    return _ids(rolled_back, jobs.add.enqueue(5, 5))
+
+
+def tasks_raise(request: HttpRequest) -> JsonResponse:
+    from . import jobs
+
+    jobs.add.enqueue(6, 6)
+    raise ValueError("the view failed")
+
+
+async def tasks_aenqueue(request: HttpRequest) -> JsonResponse:
+    """An async view (run by Django through asgiref under WSGI) awaits aenqueue()."""
+    from . import jobs
+
+    return _ids(await jobs.greet.aenqueue("bob"), await jobs.add.aenqueue(20, 22))

@@ -1,0 +1,301 @@
+"""bgtask.django's middleware in a real Django project (``tests/apps/djangoproject``), driven
+with ``django.test.Client`` in a process of its own (Django's settings are process-wide):
+the seeds' scenarios, errors, statuses, settings and transactions on a real database."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from bgtask import get_background_tasks
+
+from .helpers.servers import DEADLINE, ROOT, Gunicorn, lines, wait_for
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def _postgres_up() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+class Project:
+    """One run of the driver: the requests' answers, what the tasks recorded, the log."""
+
+    def __init__(self, tmp_path: Path, **env: str) -> None:
+        self.record = tmp_path / "record.jsonl"
+        self.env = {
+            "BGTASK_DJANGO_RECORD": str(self.record),
+            "DJANGO_SQLITE": str(tmp_path / "db.sqlite3"),
+            **env,
+        }
+        self.answers: list[dict[str, Any]] = []
+        self.log = ""
+        self.driver_thread = 0
+
+    def run(self, *requests: str, expect_failure: bool = False) -> Project:
+        result = subprocess.run(
+            [sys.executable, "-m", "tests.apps.djangoproject.drive", *requests],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **self.env},
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        self.log = result.stderr
+        if expect_failure:
+            assert result.returncode != 0, result.stdout
+            return self
+        assert result.returncode == 0, result.stdout + result.stderr
+        lines = result.stdout.splitlines()
+        done, thread = lines[-1].split()
+        assert done == "done", result.stdout
+        self.driver_thread = int(thread)
+        self.answers = [json.loads(line) for line in lines[:-1]]
+        return self
+
+    @property
+    def statuses(self) -> list[int]:
+        return [answer["status"] for answer in self.answers]
+
+    def ran(self) -> list[dict[str, Any]]:
+        if not self.record.exists():
+            return []
+        return [json.loads(line) for line in self.record.read_text().splitlines()]
+
+    def ran_names(self) -> list[str]:
+        return [f"{r['task']} {r.get('email', r.get('reason'))}" for r in self.ran()]
+
+    def warnings(self) -> list[str]:
+        return [line for line in self.log.splitlines() if line.startswith("WARNING bgtask")]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(tmp_path)
+
+
+def test_signup_email_runs_after_the_response_with_the_test_client(project: Project) -> None:
+    """Seed: the client's post() returns once the tasks have run (it closes the response)."""
+    project.run("POST", "/signup", "email=a@b.c")
+    assert project.answers == [{"status": 200, "body": '{"status": "Signup successful"}'}]
+    assert project.ran_names() == ["send_welcome_email a@b.c", "log_signup a@b.c"]
+
+
+def test_tasks_from_a_helper_merge_in_call_order(project: Project) -> None:
+    """Seed: request.background_tasks and get_background_tasks() feed one collection."""
+    project.run("GET", "/items", "q=shoes")
+    assert [(r["email"], r["message"]) for r in project.ran()] == [
+        ("first", "view"), ("log", "found query: shoes"), ("last", "view"),
+    ]  # fmt: skip
+
+
+def test_a_failing_task_stops_the_rest(project: Project) -> None:
+    """Seed: the failure is logged at ERROR, the next task skipped with a WARNING."""
+    project.run("GET", "/fail")
+    assert project.ran_names() == ["write_notification before", "fail smtp down"]
+    assert "ERROR bgtask background task tests.apps.djangoproject.tasks.fail failed" in project.log
+    assert project.warnings() == [
+        "WARNING bgtask background task tests.apps.djangoproject.tasks.write_notification "
+        "skipped: an earlier task of its collection failed"
+    ]
+
+
+def test_a_view_that_raises_discards_its_tasks_with_a_warning(project: Project) -> None:
+    project.run("GET", "/boom")
+    assert project.statuses == [500]
+    assert project.ran() == []
+    assert project.warnings() == [
+        "WARNING bgtask background task tests.apps.djangoproject.tasks.write_notification "
+        "discarded: the view raised ValueError"
+    ]
+
+
+def test_discard_on_error_off_keeps_djangos_behaviour(tmp_path: Path) -> None:
+    project = Project(tmp_path, BGTASK_SETTINGS='{"DISCARD_ON_ERROR": false}').run("GET", "/boom")
+    assert project.statuses == [500]
+    assert project.ran_names() == ["write_notification boom"]
+    assert project.warnings() == []
+
+
+def test_a_5xx_response_keeps_its_tasks_unless_the_setting_says(tmp_path: Path) -> None:
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "dropped").mkdir()
+    kept = Project(tmp_path / "kept").run("GET", "/unavailable")
+    assert kept.statuses == [503]
+    assert kept.ran_names() == ["write_notification 503"]
+    dropped = Project(tmp_path / "dropped", BGTASK_SETTINGS='{"DISCARD_ON_5XX": true}')
+    dropped.run("GET", "/unavailable")
+    assert dropped.ran() == []
+    assert dropped.warnings() == [
+        "WARNING bgtask background task tests.apps.djangoproject.tasks.write_notification "
+        "discarded: the response's status is 503"
+    ]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgres" and not _postgres_up():
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    return str(request.param)
+
+
+def test_a_task_queued_in_a_committed_block_runs_and_sees_the_row(
+    tmp_path: Path, database: str
+) -> None:
+    email = f"commit-{uuid.uuid4().hex}@b.c"
+    project = Project(tmp_path, DJANGO_DB=database).run("POST", "/committed", f"email={email}")
+    assert [(r["task"], r["found"]) for r in project.ran()] == [("count_signups", 1)]
+
+
+def test_a_rolled_back_block_discards_its_task_with_a_warning(
+    tmp_path: Path, database: str
+) -> None:
+    email = f"rollback-{uuid.uuid4().hex}@b.c"
+    project = Project(tmp_path, DJANGO_DB=database).run("POST", "/rolled-back", f"email={email}")
+    assert project.ran_names() == [f"write_notification {email}"]  # queued outside the block
+    assert project.warnings() == [
+        "WARNING bgtask background task tests.apps.djangoproject.tasks.count_signups "
+        "discarded: the transaction it was queued in was rolled back"
+    ]
+
+
+def test_a_rolled_back_savepoint_discards_only_its_own_tasks(tmp_path: Path, database: str) -> None:
+    email = f"savepoint-{uuid.uuid4().hex}@b.c"
+    project = Project(tmp_path, DJANGO_DB=database).run("POST", "/savepoint", f"email={email}")
+    assert [r["message"] for r in project.ran()] == ["outer"]
+    assert len(project.warnings()) == 1
+    assert "rolled back" in project.warnings()[0]
+
+
+def test_atomic_requests_rollback_discards_the_views_tasks(tmp_path: Path, database: str) -> None:
+    """set_rollback(True) under ATOMIC_REQUESTS, and a raising view with DISCARD_ON_ERROR
+    off: the rollback alone discards the tasks."""
+    email = f"atomic-{uuid.uuid4().hex}@b.c"
+    project = Project(
+        tmp_path,
+        DJANGO_DB=database,
+        DJANGO_ATOMIC_REQUESTS="1",
+        BGTASK_SETTINGS='{"DISCARD_ON_ERROR": false}',
+    ).run("POST", "/set-rollback", f"email={email}", "POST", "/atomic-boom", f"email={email}",
+          "POST", "/committed", f"email={email}")  # fmt: skip
+    assert project.statuses == [200, 500, 200]
+    assert [r["task"] for r in project.ran()] == ["count_signups"]
+    assert project.ran()[0]["found"] == 1  # neither rolled-back row was kept
+    assert [w.rsplit(": ", 1)[1] for w in project.warnings()] == [
+        "the transaction it was queued in was rolled back"
+    ] * 2
+
+
+def test_transactions_off_runs_the_rolled_back_task(tmp_path: Path) -> None:
+    project = Project(tmp_path, BGTASK_SETTINGS='{"TRANSACTIONS": false}')
+    project.run("POST", "/rolled-back", "email=x@b.c")
+    assert [r["task"] for r in project.ran()] == ["write_notification", "count_signups"]
+    assert project.ran()[1]["found"] == 0
+
+
+def test_a_file_response_runs_its_tasks_when_closed(project: Project) -> None:
+    project.run("GET", "/download")
+    assert project.answers[0]["body"].startswith('"""The project')
+    assert project.ran_names() == ["write_notification download"]
+
+
+def test_the_wsgi_recipe_and_the_middleware_together_run_each_task_once(tmp_path: Path) -> None:
+    project = Project(tmp_path, DJANGO_WSGI_RECIPE="1")
+    project.run("POST", "/signup", "email=a@b.c", "GET", "/boom", "POST", "/rolled-back",
+                "email=r@b.c")  # fmt: skip
+    assert project.statuses == [200, 500, 200]
+    assert project.ran_names() == [
+        "send_welcome_email a@b.c", "log_signup a@b.c", "write_notification r@b.c",
+    ]  # fmt: skip
+    assert len(project.warnings()) == 2  # the raising view's task, the rolled-back one
+
+
+def test_offload_mode_runs_the_tasks_on_a_pool_thread(tmp_path: Path) -> None:
+    settings = '{"MODE": "offload", "OFFLOAD_THREADS": 2}'
+    project = Project(tmp_path, BGTASK_SETTINGS=settings).run(
+        "POST", "/committed", "email=o@b.c", "GET", "/items"
+    )
+    ran = project.ran()
+    # Two requests' collections run concurrently; each one's own tasks keep their order.
+    assert [r["email"] for r in ran if r["task"] == "write_notification"] == ["first", "last"]
+    assert [r["found"] for r in ran if r["task"] == "count_signups"] == [1]
+    assert {r["thread"] for r in ran} != {project.driver_thread}
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ('{"MODE": "threads"}', "settings.BGTASK['MODE'] must be one of 'inline', 'offload'"),
+        ('{"OFFLOAD_THREAD": 4}', "settings.BGTASK has unknown keys ['OFFLOAD_THREAD']"),
+        ('{"MODE": "offload", "OFFLOAD_THREADS": 0}', "['OFFLOAD_THREADS'] must be a whole"),
+        ('{"OFFLOAD_THREADS": 4}', "need 'MODE': 'offload'"),
+        ('{"MODE": "backend"}', "['MODE'] is 'backend' but ['BACKEND'] is not set"),
+        ('{"BACKEND": "yourapp.nowhere.backend"}', "cannot be imported"),
+        ('{"BACKEND": "os.path"}', "needs a submit(tasks) method, got module"),
+        ('{"EXIT_TIMEOUT": "10"}', "['EXIT_TIMEOUT'] must be a number of seconds"),
+        ('{"DISCARD_ON_5XX": 1}', "['DISCARD_ON_5XX'] must be True or False, got 1"),
+    ],
+)
+def test_bad_settings_stop_startup_with_improperly_configured(
+    tmp_path: Path, setting: str, message: str
+) -> None:
+    """AppConfig.ready() validates: django.setup() fails before any request."""
+    project = Project(tmp_path, BGTASK_SETTINGS=setting).run(expect_failure=True)
+    assert "django.core.exceptions.ImproperlyConfigured: " in project.log
+    assert message in project.log
+    assert "Traceback" in project.log
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["0", "1"])
+def test_under_gunicorn_gthread_the_email_goes_after_the_response(
+    tmp_path: Path, recipe: str
+) -> None:
+    """Seed, on a real server: the response arrives while the welcome email still waits
+    (for this test to have read it); then the task runs, once, with or without wsgi.py's
+    WSGI middleware around Django."""
+    go = tmp_path / "go"
+    record = tmp_path / "record.jsonl"
+    env = {
+        "BGTASK_DJANGO_RECORD": str(record),
+        "BGTASK_DJANGO_GO": str(go),
+        "DJANGO_SQLITE": str(tmp_path / "db.sqlite3"),
+        "DJANGO_WSGI_RECIPE": recipe,
+    }
+    with Gunicorn("tests.apps.djangoproject.wsgi:application", tmp_path / "log", env=env) as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=DEADLINE)
+        connection.request(
+            "POST",
+            "/signup",
+            "email=a%40b.c",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        response = connection.getresponse()
+        assert (response.status, response.read()) == (200, b'{"status": "Signup successful"}')
+        assert not record.exists()  # the task is still waiting
+        go.touch()
+        wait_for(lambda: len(list(lines(record))) == 2, what="both tasks")
+        connection.close()
+    ran = [json.loads(line) for line in lines(record)]
+    assert [(r["task"], r["email"]) for r in ran] == [
+        ("send_welcome_email", "a@b.c"), ("log_signup", "a@b.c"),
+    ]  # fmt: skip
+    assert ran[0]["response_read"] is True
+
+
+def test_without_the_middleware_the_error_names_it() -> None:
+    """Outside a request (or a Django project without the middleware), the RuntimeError says
+    what to add to MIDDLEWARE."""
+    with pytest.raises(RuntimeError, match=r"add 'bgtask\.django\.BgTaskMiddleware' to MIDDLEWARE"):
+        get_background_tasks()
