@@ -163,3 +163,6 @@ def _on_request_exception(sender: Any, request: HttpRequest | None = None, **ext
 
 
 got_request_exception.connect(_on_request_exception, weak=False)
+
+
+BgTaskMiddleware.__module__ = "bgtask.django"  # its public path, in reprs and tracebacks

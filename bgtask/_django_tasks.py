@@ -230,3 +230,6 @@ def _heard(event: TaskEvent) -> None:
     job = event.task.func
     if event.kind in ("skipped", "discarded", "cut") and isinstance(job, _Job):
         job.not_run(event.reason or event.kind)
+
+
+AfterResponseBackend.__module__ = "bgtask.django"  # its public path, in reprs and tracebacks

@@ -5,6 +5,7 @@ the seeds' scenarios, errors, statuses, settings and transactions on a real data
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import os
 import socket
@@ -112,19 +113,31 @@ def test_a_failing_task_stops_the_rest(project: Project) -> None:
 
 
 def test_a_view_that_raises_discards_its_tasks_with_a_warning(project: Project) -> None:
+    """handler500 runs after the discard: the task it queues runs."""
     project.run("GET", "/boom")
-    assert project.statuses == [500]
-    assert project.ran() == []
+    assert project.answers == [{"status": 500, "body": "error page"}]
+    assert project.ran_names() == ["write_notification handler500"]
     assert project.warnings() == [
         "WARNING bgtask background task tests.apps.djangoproject.tasks.write_notification "
         "discarded: the view raised ValueError"
     ]
 
 
+def test_http404_and_a_raising_middleware_discard_too(project: Project) -> None:
+    """process_exception sees Http404; got_request_exception, a middleware below bgtask's."""
+    project.run("GET", "/missing", "GET", "/middleware-boom")
+    assert project.statuses == [404, 500]
+    assert project.ran_names() == ["write_notification handler500"]
+    assert [w.rsplit(": ", 1)[1] for w in project.warnings()] == [
+        "the view raised Http404",
+        "the view raised RuntimeError",
+    ]
+
+
 def test_discard_on_error_off_keeps_djangos_behaviour(tmp_path: Path) -> None:
     project = Project(tmp_path, BGTASK_SETTINGS='{"DISCARD_ON_ERROR": false}').run("GET", "/boom")
     assert project.statuses == [500]
-    assert project.ran_names() == ["write_notification boom"]
+    assert project.ran_names() == ["write_notification boom", "write_notification handler500"]
     assert project.warnings() == []
 
 
@@ -147,6 +160,8 @@ def test_a_5xx_response_keeps_its_tasks_unless_the_setting_says(tmp_path: Path) 
 def database(request: pytest.FixtureRequest) -> str:
     if request.param == "postgres" and not _postgres_up():
         pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    if request.param == "postgres" and importlib.util.find_spec("psycopg") is None:
+        pytest.skip("psycopg is not installed (the test extra has it)")
     return str(request.param)
 
 
@@ -190,8 +205,8 @@ def test_atomic_requests_rollback_discards_the_views_tasks(tmp_path: Path, datab
     ).run("POST", "/set-rollback", f"email={email}", "POST", "/atomic-boom", f"email={email}",
           "POST", "/committed", f"email={email}")  # fmt: skip
     assert project.statuses == [200, 500, 200]
-    assert [r["task"] for r in project.ran()] == ["count_signups"]
-    assert project.ran()[0]["found"] == 1  # neither rolled-back row was kept
+    assert project.ran_names() == ["write_notification handler500", f"count_signups {email}"]
+    assert project.ran()[1]["found"] == 1  # neither rolled-back row was kept
     assert [w.rsplit(": ", 1)[1] for w in project.warnings()] == [
         "the transaction it was queued in was rolled back"
     ] * 2
@@ -216,9 +231,43 @@ def test_the_wsgi_recipe_and_the_middleware_together_run_each_task_once(tmp_path
                 "email=r@b.c")  # fmt: skip
     assert project.statuses == [200, 500, 200]
     assert project.ran_names() == [
-        "send_welcome_email a@b.c", "log_signup a@b.c", "write_notification r@b.c",
+        "send_welcome_email a@b.c", "log_signup a@b.c", "write_notification handler500",
+        "write_notification r@b.c",
     ]  # fmt: skip
     assert len(project.warnings()) == 2  # the raising view's task, the rolled-back one
+
+
+def test_a_transaction_open_before_the_request_leaves_the_requests_own_blocks_to_judge(
+    tmp_path: Path,
+) -> None:
+    """As under django.test.TestCase: the request's own block committed (a savepoint
+    released): its task runs; its own block rolled back: discarded."""
+    project = Project(tmp_path, DJANGO_OUTER_ATOMIC="1")
+    project.run("POST", "/committed", "email=t@b.c", "POST", "/rolled-back", "email=r@b.c")
+    assert [r["task"] for r in project.ran()] == ["count_signups", "write_notification"]
+    assert project.ran()[0]["found"] == 1
+    assert len(project.warnings()) == 1
+
+
+def test_a_backend_named_by_its_dotted_path_gets_the_collection(tmp_path: Path) -> None:
+    settings = '{"BACKEND": "tests.apps.djangoproject.backends.backend"}'
+    project = Project(tmp_path, BGTASK_SETTINGS=settings).run("GET", "/items")
+    assert [r["task"] for r in project.ran()] == ["submitted", *["write_notification"] * 2]
+    assert project.ran()[0]["count"] == 2
+
+
+def test_offloaded_tasks_close_their_connections_inline_ones_keep_the_requests(
+    tmp_path: Path,
+) -> None:
+    """CONN_MAX_AGE=0: on a pool thread the connection is closed after each task (Django's
+    close_old_connections); inline, the request's stays open until request_finished."""
+    (tmp_path / "inline").mkdir()
+    (tmp_path / "offload").mkdir()
+    inline = Project(tmp_path / "inline").run("GET", "/connections")
+    assert [r.get("open") for r in inline.ran()] == [None, True]
+    offload = Project(tmp_path / "offload", BGTASK_SETTINGS='{"MODE": "offload"}')
+    offload.run("GET", "/connections")
+    assert [r.get("open") for r in offload.ran()] == [None, False]
 
 
 def test_offload_mode_runs_the_tasks_on_a_pool_thread(tmp_path: Path) -> None:

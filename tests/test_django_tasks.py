@@ -158,3 +158,10 @@ def test_bad_options_are_improperly_configured(observed: dict[str, Any]) -> None
         "TASKS['default']['OPTIONS']['OUTSIDE_REQUEST'] must be 'offload' or 'immediate', "
         "got 'later'",
     ]
+
+
+def test_it_refuses_a_project_whose_tasks_go_to_rq_or_celery(observed: dict[str, Any]) -> None:
+    assert observed["with_another_backend"].startswith(
+        "TASKS['default']: AfterResponseBackend runs tasks in this process, but "
+        "settings.BGTASK sends requests' tasks to another backend"
+    )

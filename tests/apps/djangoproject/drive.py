@@ -8,6 +8,7 @@ them through the wsgi.py application with Werkzeug's closing client instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -46,10 +47,17 @@ def main(argv: list[str]) -> None:
             answer = werkzeug.open(path, method=method, data=data)
             print(json.dumps({"status": answer.status_code, "body": answer.get_data(True)}))
     else:
+        from django.db import transaction
+
+        # DJANGO_OUTER_ATOMIC=1: each request inside a transaction of the caller's, as
+        # django.test.TestCase runs them.
+        outer = os.environ.get("DJANGO_OUTER_ATOMIC") == "1"
         client = Client(raise_request_exception=False)
         for method, path, data in requests:
-            response = client.get(path, data) if method == "GET" else client.post(path, data)
-            body = b"".join(response.streaming_content) if response.streaming else response.content
+            with transaction.atomic() if outer else contextlib.nullcontext():
+                response = client.get(path, data) if method == "GET" else client.post(path, data)
+                streamed = response.streaming
+                body = b"".join(response.streaming_content) if streamed else response.content
             print(json.dumps({"status": response.status_code, "body": body.decode()[:40]}))
     from bgtask import drain
 

@@ -138,6 +138,14 @@ def main() -> None:
                 jobs.add.using(backend="default").enqueue(1, 2)
             except ImproperlyConfigured as error:
                 seen.setdefault("improper", []).append(str(error))
+    with override_settings(
+        BGTASK={"BACKEND": "tests.apps.djangoproject.backends.backend"},
+        TASKS={"default": {"BACKEND": "bgtask.django.AfterResponseBackend"}},
+    ):
+        try:
+            jobs.add.using(backend="default").enqueue(1, 2)
+        except ImproperlyConfigured as error:
+            seen["with_another_backend"] = str(error)
     print(json.dumps(seen, default=str))
 
 

@@ -22,6 +22,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
+    "tests.apps.djangoproject.views.exploding_middleware",
 ]
 if os.environ.get("DJANGO_NO_MIDDLEWARE") == "1":
     MIDDLEWARE = MIDDLEWARE[1:]

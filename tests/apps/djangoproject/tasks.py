@@ -49,3 +49,10 @@ def count_signups(email: str) -> None:
         cursor.execute("SELECT COUNT(*) FROM signup WHERE email = %s", [email])
         (found,) = cursor.fetchone()
     record("count_signups", email=email, found=found)
+
+
+def connection_open() -> None:
+    """Whether this thread's database connection is still open when the task starts."""
+    from django.db import connection
+
+    record("connection_open", open=connection.connection is not None)

@@ -24,4 +24,7 @@ urlpatterns = [
     path("tasks/atomic", views.tasks_atomic),
     path("tasks/raise", views.tasks_raise),
     path("tasks/aenqueue", views.tasks_aenqueue),
+    path("missing", views.missing),
+    path("connections", views.connections_view),
 ]
+handler500 = "tests.apps.djangoproject.views.server_error"

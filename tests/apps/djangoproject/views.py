@@ -5,11 +5,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection, transaction
-from django.http import FileResponse, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 
 from bgtask import BackgroundTasks, get_background_tasks
 
-from .tasks import count_signups, fail, log_signup, send_welcome_email, write_notification
+from .tasks import (
+    connection_open,
+    count_signups,
+    fail,
+    log_signup,
+    send_welcome_email,
+    write_notification,
+)
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -181,3 +188,35 @@ async def tasks_aenqueue(request: HttpRequest) -> JsonResponse:
     from . import jobs
 
     return _ids(await jobs.greet.aenqueue("bob"), await jobs.add.aenqueue(20, 22))
+
+
+def missing(request: HttpRequest) -> HttpResponse:
+    tasks_of(request).add_task(write_notification, "404")
+    raise Http404("no such thing")
+
+
+def connections_view(request: HttpRequest) -> HttpResponse:
+    """A task that used the database, then one that looks at the connection."""
+    tasks = tasks_of(request)
+    tasks.add_task(count_signups, "nobody")
+    tasks.add_task(connection_open)
+    return HttpResponse("ok")
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: its task runs though the view's were discarded."""
+    get_background_tasks().add_task(write_notification, "handler500")
+    return HttpResponse("error page", status=500)
+
+
+def exploding_middleware(get_response: Any) -> Any:
+    """Below bgtask's middleware: for /middleware-boom it queues a task, then raises."""
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        if request.path == "/middleware-boom":
+            get_background_tasks().add_task(write_notification, "middleware")
+            raise RuntimeError("the middleware failed")
+        response: HttpResponse = get_response(request)
+        return response
+
+    return middleware
