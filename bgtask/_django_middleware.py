@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from django.core.signals import got_request_exception
 from django.db import close_old_connections
+from django.http import FileResponse
 
-from ._backend import CheckingBackend
+from ._backend import CheckingBackend, backend_override
 from ._closing import ClosingIterable
 from ._current import ENVIRON_KEY, current_tasks
 from ._django_atomic import TransactionGate
@@ -25,7 +26,7 @@ from ._request import RequestTasks
 
 if TYPE_CHECKING:
     import contextvars
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable, Iterator
 
     from django.http import HttpRequest, HttpResponseBase
 
@@ -80,7 +81,14 @@ class BgTaskMiddleware:
             current_tasks.reset(token)
         if settings.discard_on_5xx and response.status_code >= 500:
             tasks.discard(seal=False, reason=f"the response's status is {response.status_code}")
-        closing = None if outer is not None else ClosingIterable((), tasks, settings.backend)
+        # A test's override (capture_tasks(run=False)) replaces where the tasks go.
+        override = backend_override()
+        backend = settings.backend if override is None else override
+        closing = None if outer is not None else ClosingIterable((), tasks, backend)
+        if response.streaming and not response.is_async and not isinstance(response, FileResponse):
+            # A body that fails while the server writes it: the tasks go, as under WSGI. (Not
+            # a FileResponse: replacing its content would lose the server's sendfile path.)
+            response.streaming_content = _watched(response.streaming_content, tasks)
         # Django's own hook: HttpResponse.close() calls its resource closers first (it closes
         # FileResponse's file there), then sends request_finished.
         response._resource_closers.append(_AfterResponse(gate, closing))
@@ -100,6 +108,16 @@ def discard_on_error(request: HttpRequest, exception: BaseException) -> None:
     tasks: RequestTasks | None = request.META.get(ENVIRON_KEY)
     if settings is not None and settings.discard_on_error and tasks is not None:
         tasks.discard(seal=False, reason=f"the view raised {type(exception).__name__}")
+
+
+def _watched(chunks: Iterable[bytes], tasks: RequestTasks) -> Iterator[bytes]:
+    try:
+        yield from chunks
+    except GeneratorExit:
+        raise  # the server stopped iterating (client gone): not a failed body
+    except BaseException:
+        tasks.discard(reason="the response body raised")
+        raise
 
 
 class _AfterResponse:

@@ -18,18 +18,14 @@ import pytest
 
 from bgtask import get_background_tasks
 
-from .helpers.servers import DEADLINE, ROOT, Gunicorn, lines, wait_for
+from .helpers.servers import DEADLINE, ROOT, Gunicorn, lines, spawn, wait_for
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 
 def _postgres_up() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
-    except OSError:
-        return False
-    return True
+    return _listening(5432)
 
 
 class Project:
@@ -79,6 +75,9 @@ class Project:
 
     def warnings(self) -> list[str]:
         return [line for line in self.log.splitlines() if line.startswith("WARNING bgtask")]
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 @pytest.fixture
@@ -348,3 +347,79 @@ def test_without_the_middleware_the_error_names_it() -> None:
     what to add to MIDDLEWARE."""
     with pytest.raises(RuntimeError, match=r"add 'bgtask\.django\.BgTaskMiddleware' to MIDDLEWARE"):
         get_background_tasks()
+
+
+def test_a_streaming_body_runs_its_tasks_after_the_last_chunk(project: Project) -> None:
+    """The body itself may queue more through get_background_tasks(request.META)."""
+    project.run("GET", "/stream")
+    assert project.answers[0]["body"] == "first second"
+    assert project.ran_names() == ["write_notification stream", "write_notification from the body"]
+
+
+def test_a_streaming_body_that_raises_discards_the_tasks(project: Project) -> None:
+    project.run("GET", "/stream", "fail=1")
+    assert project.answers[0]["body"] == "body raised the body failed"
+    assert project.ran() == []
+    assert [w.rsplit(": ", 1)[1] for w in project.warnings()] == ["the response body raised"]
+
+
+def test_an_async_view_finds_the_collection_both_ways(project: Project) -> None:
+    """Django runs an async view through asgiref under WSGI, which copies the context."""
+    project.run("GET", "/async-signup")
+    assert project.ran_names() == ["log_signup async@b.c", "send_welcome_email async@b.c"]
+
+
+@pytest.mark.parametrize("run", [True, False])
+def test_capture_tasks_sees_what_the_django_client_queued(tmp_path: Path, run: bool) -> None:
+    """bgtask.testing works with django.test.Client: run=False records and runs nothing."""
+    project = Project(tmp_path, DJANGO_CAPTURE="run" if run else "record")
+    project.run("POST", "/signup", "email=a@b.c")
+    assert "captured send_welcome_email['a@b.c'] log_signup['a@b.c']" in project.log
+    assert len(project.ran()) == (2 if run else 0)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.mark.slow
+def test_under_runserver_the_email_goes_after_the_response(tmp_path: Path) -> None:
+    """Django's development server calls close() after writing the response, too."""
+    go, record = tmp_path / "go", tmp_path / "record.jsonl"
+    port = _free_port()  # runserver takes no port 0; a race with another process is unlikely
+    env = {
+        "BGTASK_DJANGO_RECORD": str(record),
+        "BGTASK_DJANGO_GO": str(go),
+        "DJANGO_SQLITE": str(tmp_path / "db.sqlite3"),
+        "DJANGO_SETTINGS_MODULE": "tests.apps.djangoproject.settings",
+    }
+    command = [sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}", "--noreload"]
+    with open(tmp_path / "log", "wb") as log:
+        process = spawn(command, log, env)
+    try:
+        wait_for(lambda: _listening(port), what="runserver to listen")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=DEADLINE)
+        connection.request("POST", "/signup", "email=a%40b.c", FORM)
+        response = connection.getresponse()
+        assert (response.status, response.read()) == (200, b'{"status": "Signup successful"}')
+        connection.close()
+        assert not record.exists()  # the task is still waiting
+        go.touch()
+        wait_for(lambda: len(list(lines(record))) == 2, what="both tasks")
+    finally:
+        process.terminate()
+        process.wait(DEADLINE)
+    ran = [json.loads(line) for line in lines(record)]
+    assert [r["task"] for r in ran] == ["send_welcome_email", "log_signup"]
+    assert ran[0]["response_read"] is True
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True

@@ -13,8 +13,23 @@ import json
 import os
 import sys
 import threading
+from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.apps.djangoproject.settings")
+
+
+def _answer(client: Any, outer: bool, method: str, path: str, data: dict[str, str]) -> Any:
+    from django.db import transaction
+
+    # outer: inside a transaction of the caller's, as django.test.TestCase runs requests.
+    with transaction.atomic() if outer else contextlib.nullcontext():
+        response = client.get(path, data) if method == "GET" else client.post(path, data)
+        try:
+            streamed = response.streaming
+            body = b"".join(response.streaming_content) if streamed else response.content
+        except RuntimeError as error:  # a body that raised while it was read
+            body = f"body raised {error}".encode()
+    return {"status": response.status_code, "body": body.decode()[:40]}
 
 
 def main(argv: list[str]) -> None:
@@ -47,18 +62,23 @@ def main(argv: list[str]) -> None:
             answer = werkzeug.open(path, method=method, data=data)
             print(json.dumps({"status": answer.status_code, "body": answer.get_data(True)}))
     else:
-        from django.db import transaction
+        from bgtask.testing import capture_tasks
 
-        # DJANGO_OUTER_ATOMIC=1: each request inside a transaction of the caller's, as
-        # django.test.TestCase runs them.
+        # DJANGO_OUTER_ATOMIC=1: each request inside a transaction of the caller's.
         outer = os.environ.get("DJANGO_OUTER_ATOMIC") == "1"
         client = Client(raise_request_exception=False)
-        for method, path, data in requests:
-            with transaction.atomic() if outer else contextlib.nullcontext():
-                response = client.get(path, data) if method == "GET" else client.post(path, data)
-                streamed = response.streaming
-                body = b"".join(response.streaming_content) if streamed else response.content
-            print(json.dumps({"status": response.status_code, "body": body.decode()[:40]}))
+        # DJANGO_CAPTURE=run|record: the requests inside bgtask.testing.capture_tasks().
+        capture = os.environ.get("DJANGO_CAPTURE")
+        capturing = capture_tasks(run=capture == "run") if capture else contextlib.nullcontext()
+        with capturing as captured:
+            answers = [
+                _answer(client, outer, method, path, data) for method, path, data in requests
+            ]
+        if captured is not None:
+            names = [f"{f.__name__}{list(args)}" for f, args, _ in captured]
+            print("captured", *names, file=sys.stderr)
+        for answer in answers:
+            print(json.dumps(answer))
     from bgtask import drain
 
     assert drain(10), "the offloaded tasks did not finish"

@@ -26,5 +26,7 @@ urlpatterns = [
     path("tasks/aenqueue", views.tasks_aenqueue),
     path("missing", views.missing),
     path("connections", views.connections_view),
+    path("stream", views.stream),
+    path("async-signup", views.async_signup),
 ]
 handler500 = "tests.apps.djangoproject.views.server_error"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection, transaction
-from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 
 from bgtask import BackgroundTasks, get_background_tasks
 
@@ -19,6 +19,8 @@ from .tasks import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from django.http import HttpRequest
 
 TABLE = "CREATE TABLE IF NOT EXISTS signup (email VARCHAR(200))"
@@ -220,3 +222,25 @@ def exploding_middleware(get_response: Any) -> Any:
         return response
 
     return middleware
+
+
+def stream(request: HttpRequest) -> StreamingHttpResponse:
+    """?fail=1: the body raises after its first chunk."""
+    tasks_of(request).add_task(write_notification, "stream")
+    failing = request.GET.get("fail") == "1"
+
+    def chunks() -> Iterator[bytes]:
+        yield b"first "
+        if failing:
+            raise RuntimeError("the body failed")
+        get_background_tasks(request.META).add_task(write_notification, "from the body")
+        yield b"second"
+
+    return StreamingHttpResponse(chunks())
+
+
+async def async_signup(request: HttpRequest) -> JsonResponse:
+    """An async view (asgiref runs it under WSGI): both accessors work."""
+    get_background_tasks().add_task(log_signup, "async@b.c")
+    tasks_of(request).add_task(send_welcome_email, "async@b.c")
+    return JsonResponse({"status": "ok"})
