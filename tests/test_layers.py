@@ -45,7 +45,7 @@ LAYERS: dict[str, int] = {
             "_celeryjob", "_fallback", "_remote", "rq", "celery",
             "werkzeug", "_flask_config", "_flask_scope", "_flask_views", "flask", "testing",
             "_django_settings", "_django_atomic", "_django_middleware", "_django_tasks",
-            "_django_results", "django",
+            "_django_results", "_django_compat", "_django_jobs", "django",
             "pytest_plugin", "gunicorn",
         ],
         4,
