@@ -77,6 +77,10 @@ class BgTaskMiddleware:
         token = current_tasks.set(tasks)
         try:
             response = self.get_response(request)
+        except BaseException as exc:  # DEBUG_PROPAGATE_EXCEPTIONS: Django let it through
+            if outer is None:  # (the WSGI layer discards its own)
+                tasks.discard(reason=f"the application raised {type(exc).__name__}")
+            raise
         finally:
             current_tasks.reset(token)
         if settings.discard_on_5xx and response.status_code >= 500:
@@ -99,7 +103,9 @@ class BgTaskMiddleware:
         discard_on_error(request, exception)
 
 
-def discard_on_error(request: HttpRequest, exception: BaseException) -> None:
+def discard_on_error(
+    request: HttpRequest, exception: BaseException, *, where: str = "the view"
+) -> None:
     """Discard the tasks of ``request`` (if the middleware saw it, and the project wants it).
 
     Not sealed: ``handler500`` and other error views may still queue tasks of their own.
@@ -107,7 +113,7 @@ def discard_on_error(request: HttpRequest, exception: BaseException) -> None:
     settings = request.META.get(OPTIONS_KEY)
     tasks: RequestTasks | None = request.META.get(ENVIRON_KEY)
     if settings is not None and settings.discard_on_error and tasks is not None:
-        tasks.discard(seal=False, reason=f"the view raised {type(exception).__name__}")
+        tasks.discard(seal=False, reason=f"{where} raised {type(exception).__name__}")
 
 
 def _watched(chunks: Iterable[bytes], tasks: RequestTasks) -> Iterator[bytes]:
@@ -177,7 +183,8 @@ def _on_request_exception(sender: Any, request: HttpRequest | None = None, **ext
     # another middleware's process_exception handled.
     error = sys.exc_info()[1]
     if request is not None and error is not None:
-        discard_on_error(request, error)
+        # The view's own exception was handled by process_exception: this is a middleware's.
+        discard_on_error(request, error, where="the request")
 
 
 got_request_exception.connect(_on_request_exception, weak=False)

@@ -129,7 +129,7 @@ def test_http404_and_a_raising_middleware_discard_too(project: Project) -> None:
     assert project.ran_names() == ["write_notification handler500"]
     assert [w.rsplit(": ", 1)[1] for w in project.warnings()] == [
         "the view raised Http404",
-        "the view raised RuntimeError",
+        "the request raised RuntimeError",
     ]
 
 
@@ -423,3 +423,11 @@ def _listening(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def test_an_exception_that_leaves_django_discards_the_tasks(tmp_path: Path) -> None:
+    """DEBUG_PROPAGATE_EXCEPTIONS: the exception leaves Django's handler; nothing runs."""
+    project = Project(tmp_path, DJANGO_PROPAGATE="1").run("GET", "/boom")
+    assert project.answers == [{"status": 0, "body": "raised the view failed"}]
+    assert project.ran() == []
+    assert [w.rsplit(": ", 1)[1] for w in project.warnings()] == ["the view raised ValueError"]

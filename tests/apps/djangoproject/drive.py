@@ -23,7 +23,10 @@ def _answer(client: Any, outer: bool, method: str, path: str, data: dict[str, st
 
     # outer: inside a transaction of the caller's, as django.test.TestCase runs requests.
     with transaction.atomic() if outer else contextlib.nullcontext():
-        response = client.get(path, data) if method == "GET" else client.post(path, data)
+        try:
+            response = client.get(path, data) if method == "GET" else client.post(path, data)
+        except ValueError as error:  # DEBUG_PROPAGATE_EXCEPTIONS: out of Django's handler
+            return {"status": 0, "body": f"raised {error}"}
         try:
             streamed = response.streaming
             body = b"".join(response.streaming_content) if streamed else response.content

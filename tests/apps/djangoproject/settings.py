@@ -13,6 +13,7 @@ from typing import Any
 
 SECRET_KEY = "bgtask-tests"  # noqa: S105 (a test project)
 DEBUG = False
+DEBUG_PROPAGATE_EXCEPTIONS = os.environ.get("DJANGO_PROPAGATE") == "1"
 USE_TZ = True
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 ROOT_URLCONF = "tests.apps.djangoproject.urls"
