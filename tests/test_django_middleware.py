@@ -431,3 +431,12 @@ def test_an_exception_that_leaves_django_discards_the_tasks(tmp_path: Path) -> N
     assert project.answers == [{"status": 0, "body": "raised the view failed"}]
     assert project.ran() == []
     assert [w.rsplit(": ", 1)[1] for w in project.warnings()] == ["the view raised ValueError"]
+
+
+def test_exit_timeout_and_a_pool_of_its_own_come_from_the_settings(tmp_path: Path) -> None:
+    settings = '{"MODE": "offload", "OFFLOAD_THREADS": 1, "EXIT_TIMEOUT": 3}'
+    project = Project(tmp_path, BGTASK_SETTINGS=settings).run("GET", "/items", "GET", "/items")
+    assert "exit timeout 3.0" in project.log
+    ran = project.ran()
+    assert len({r["thread"] for r in ran}) == 1  # one pool thread ran both requests' tasks
+    assert ran[0]["thread"] != project.driver_thread

@@ -82,7 +82,9 @@ def main(argv: list[str]) -> None:
             print("captured", *names, file=sys.stderr)
         for answer in answers:
             print(json.dumps(answer))
-    from bgtask import drain
+    from bgtask import _exit, drain
+
+    print("exit timeout", _exit._exit_timeout, file=sys.stderr)  # what EXIT_TIMEOUT set
 
     assert drain(10), "the offloaded tasks did not finish"
     print("done", threading.get_ident())  # the thread the requests ran in
