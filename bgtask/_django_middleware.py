@@ -70,6 +70,8 @@ class BgTaskMiddleware:
             if outer is not None  # (not `or`: an empty collection is falsy)
             else RequestTasks(environ, check=self._check, scope=_ConnectionScope())
         )
+        if tasks.scope is None:  # the wsgi.py recipe's collection: offloaded tasks clean up too
+            tasks.scope = _ConnectionScope()
         environ[ENVIRON_KEY] = tasks
         environ[OPTIONS_KEY] = settings
         request.background_tasks = tasks
