@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from ._task import BackgroundTask
 
-__all__ = ["OPTIONS_KEY", "BgTaskMiddleware", "discard_on_error"]
+__all__ = ["OPTIONS_KEY", "BgTaskMiddleware", "ConnectionScope", "discard_on_error"]
 
 #: The environ key marking a request this middleware saw, holding its options.
 OPTIONS_KEY: Final = "bgtask.django"
@@ -68,10 +68,10 @@ class BgTaskMiddleware:
         tasks = (
             outer
             if outer is not None  # (not `or`: an empty collection is falsy)
-            else RequestTasks(environ, check=self._check, scope=_ConnectionScope())
+            else RequestTasks(environ, check=self._check, scope=ConnectionScope())
         )
         if tasks.scope is None:  # the wsgi.py recipe's collection: offloaded tasks clean up too
-            tasks.scope = _ConnectionScope()
+            tasks.scope = ConnectionScope()
         environ[ENVIRON_KEY] = tasks
         environ[OPTIONS_KEY] = settings
         request.background_tasks = tasks
@@ -146,7 +146,7 @@ class _AfterResponse:
                 self.closing.close()
 
 
-class _ConnectionScope:
+class ConnectionScope:
     """Around each task: a task on another thread (the offload pool) closes the database
     connections it opened, as Django does after a request; the request's thread keeps
     Django's own handling (``request_finished``, and the test client's transaction)."""

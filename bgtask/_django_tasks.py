@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, NoReturn
 
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
@@ -28,6 +28,7 @@ from ._django_compat import (
     task_enqueued,
 )
 from ._django_jobs import TaskNotRun, heard, job_for
+from ._django_middleware import ConnectionScope
 from ._django_results import DEFAULT_MAX_RESULTS, results_of
 from ._django_settings import options
 from ._offload import OffloadPool, default_pool
@@ -74,7 +75,7 @@ class AfterResponseBackend(BaseTaskBackend):  # type: ignore[misc]  # Django shi
         self.results = results_of(alias, bound)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
 
-    def _wrong(self, problem: str) -> None:
+    def _wrong(self, problem: str) -> NoReturn:
         msg = f"TASKS[{self.alias!r}]['OPTIONS']{'' if problem.startswith('[') else ' '}{problem}"
         raise ImproperlyConfigured(msg)
 
@@ -90,13 +91,16 @@ class AfterResponseBackend(BaseTaskBackend):  # type: ignore[misc]  # Django shi
         self.results.keep(result)
         job = job_for(self, result)
         collection = current_tasks.get()
+        # A request's collection that already ran (a coroutine a task left behind enqueues
+        # late) is like no request: a collection of its own, rather than an error.
+        alone = collection is None or collection._sealed
+        if collection is None or alone:
+            collection = RequestTasks({}, scope=ConnectionScope())
         task_enqueued.send(type(self), task_result=result)
-        if collection is None:
-            collection = RequestTasks({})  # no request: a collection of its own
         if heard not in collection.listeners:
             collection.listeners = (*collection.listeners, heard)
         collection.add_task(job)
-        if current_tasks.get() is None:
+        if alone:
             if self.outside == "immediate":
                 collection.run_for_request()
             else:

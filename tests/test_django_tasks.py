@@ -165,3 +165,9 @@ def test_it_refuses_a_project_whose_tasks_go_to_rq_or_celery(observed: dict[str,
         "TASKS['default']: AfterResponseBackend runs tasks in this process, but "
         "settings.BGTASK sends requests' tasks to another backend"
     )
+
+
+def test_enqueued_after_its_request_finished_it_still_runs(observed: dict[str, Any]) -> None:
+    """From a coroutine a request's task left behind: the request's collection is sealed,
+    so the task gets a collection of its own, on the pool."""
+    assert [(r["status"], r.get("value")) for r in observed["late"]] == [("SUCCESSFUL", 18)]

@@ -90,6 +90,9 @@ def main() -> None:
             "found": [default_task_backend.get_result(r.id) is r for r in enqueued[before:]],
             "after_response": statuses,
         }
+    client.get("/tasks/late")  # its task leaves a coroutine that enqueues after the request
+    assert drain(10)
+    seen["late"] = [describe(r) for r in enqueued if r.args == [9, 9]]
     # Outside a request: on the offload pool.
     outside = jobs.add.enqueue(7, 8)
     assert drain(10)

@@ -56,3 +56,25 @@ def connection_open() -> None:
     from django.db import connection
 
     record("connection_open", open=connection.connection is not None)
+
+
+async def enqueue_later() -> None:
+    """Leaves a coroutine behind that enqueues a django.tasks task once this request's
+    collection has finished (and is sealed)."""
+    import asyncio
+
+    from bgtask._current import current_tasks
+
+    collection = current_tasks.get()
+
+    async def later() -> None:
+        deadline = time.monotonic() + 10
+        while collection is not None and not collection._sealed:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the request's collection never finished")
+            await asyncio.sleep(0.01)
+        from .jobs import add
+
+        add.enqueue(9, 9)
+
+    asyncio.get_running_loop().create_task(later())  # bgtask tracks it

@@ -24,6 +24,7 @@ urlpatterns = [
     path("tasks/atomic", views.tasks_atomic),
     path("tasks/raise", views.tasks_raise),
     path("tasks/aenqueue", views.tasks_aenqueue),
+    path("tasks/late", views.tasks_late),
     path("missing", views.missing),
     path("connections", views.connections_view),
     path("stream", views.stream),

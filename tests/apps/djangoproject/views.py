@@ -12,6 +12,7 @@ from bgtask import BackgroundTasks, get_background_tasks
 from .tasks import (
     connection_open,
     count_signups,
+    enqueue_later,
     fail,
     log_signup,
     send_welcome_email,
@@ -244,3 +245,8 @@ async def async_signup(request: HttpRequest) -> JsonResponse:
     get_background_tasks().add_task(log_signup, "async@b.c")
     tasks_of(request).add_task(send_welcome_email, "async@b.c")
     return JsonResponse({"status": "ok"})
+
+
+def tasks_late(request: HttpRequest) -> JsonResponse:
+    tasks_of(request).add_task(enqueue_later)
+    return JsonResponse({"statuses": []})
