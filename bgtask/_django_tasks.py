@@ -19,6 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
+from ._backend import CheckingBackend
 from ._current import current_tasks
 from ._django_compat import (
     BaseTaskBackend,
@@ -65,10 +66,12 @@ class AfterResponseBackend(BaseTaskBackend):  # type: ignore[misc]  # Django shi
             self._wrong(
                 f"['OUTSIDE_REQUEST'] must be 'offload' or 'immediate', got {self.outside!r}"
             )
-        if options().backend is not None and not isinstance(options().backend, OffloadPool):
+        if isinstance(options().backend, CheckingBackend):
+            # RQ's and Celery's: they send tasks to workers by name, and a result's job is not
+            # importable there (their check would refuse each enqueue with a TypeError).
             msg = (
                 f"TASKS[{alias!r}]: AfterResponseBackend runs tasks in this process, but "
-                "settings.BGTASK sends requests' tasks to another backend (RQ, Celery), whose "
+                "settings.BGTASK sends requests' tasks to other processes (RQ, Celery), whose "
                 "workers cannot run django.tasks results; use MODE 'inline' or 'offload'"
             )
             raise ImproperlyConfigured(msg)

@@ -163,7 +163,7 @@ def test_bad_options_are_improperly_configured(observed: dict[str, Any]) -> None
 def test_it_refuses_a_project_whose_tasks_go_to_rq_or_celery(observed: dict[str, Any]) -> None:
     assert observed["with_another_backend"].startswith(
         "TASKS['default']: AfterResponseBackend runs tasks in this process, but "
-        "settings.BGTASK sends requests' tasks to another backend"
+        "settings.BGTASK sends requests' tasks to other processes (RQ, Celery)"
     )
 
 

@@ -19,3 +19,16 @@ class RecordingBackend:
 
 
 backend = RecordingBackend()
+
+
+def rq_backend() -> object:
+    """An RQ backend (nothing connects until a request's tasks are sent)."""
+    from redis import Redis
+    from rq import Queue
+
+    from bgtask.rq import RQBackend
+
+    return RQBackend(Queue("bgtask-django-tests", connection=Redis(port=6379)))
+
+
+rq = rq_backend()

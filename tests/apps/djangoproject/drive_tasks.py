@@ -142,7 +142,7 @@ def main() -> None:
             except ImproperlyConfigured as error:
                 seen.setdefault("improper", []).append(str(error))
     with override_settings(
-        BGTASK={"BACKEND": "tests.apps.djangoproject.backends.backend"},
+        BGTASK={"BACKEND": "tests.apps.djangoproject.backends.rq"},
         TASKS={"default": {"BACKEND": "bgtask.django.AfterResponseBackend"}},
     ):
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
-from . import views
+from . import task_views, views
 
 urlpatterns = [
     path("signup", csrf_exempt(views.signup)),
@@ -19,12 +19,12 @@ urlpatterns = [
     path("savepoint", csrf_exempt(views.savepoint)),
     path("set-rollback", csrf_exempt(views.set_rollback)),
     path("atomic-boom", csrf_exempt(views.atomic_boom)),
-    path("tasks/enqueue", views.tasks_enqueue),
-    path("tasks/fail", views.tasks_fail),
-    path("tasks/atomic", views.tasks_atomic),
-    path("tasks/raise", views.tasks_raise),
-    path("tasks/aenqueue", views.tasks_aenqueue),
-    path("tasks/late", views.tasks_late),
+    path("tasks/enqueue", task_views.tasks_enqueue),
+    path("tasks/fail", task_views.tasks_fail),
+    path("tasks/atomic", task_views.tasks_atomic),
+    path("tasks/raise", task_views.tasks_raise),
+    path("tasks/aenqueue", task_views.tasks_aenqueue),
+    path("tasks/late", task_views.tasks_late),
     path("missing", views.missing),
     path("connections", views.connections_view),
     path("stream", views.stream),

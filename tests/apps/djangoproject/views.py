@@ -12,7 +12,6 @@ from bgtask import BackgroundTasks, get_background_tasks
 from .tasks import (
     connection_open,
     count_signups,
-    enqueue_later,
     fail,
     log_signup,
     send_welcome_email,
@@ -144,55 +143,6 @@ def atomic_boom(request: HttpRequest) -> HttpResponse:
     raise ValueError("the view failed")
 
 
-# django.tasks (AfterResponseBackend): imported here, as the project's tasks module needs
-# django.tasks or the backport.
-
-
-def _ids(*results: Any) -> JsonResponse:
-    return JsonResponse({"ids": [r.id for r in results], "statuses": [r.status for r in results]})
-
-
-def tasks_enqueue(request: HttpRequest) -> JsonResponse:
-    """Enqueued tasks join the request's collection, in order with add_task's."""
-    from . import jobs
-
-    first = jobs.add.enqueue(2, 3)
-    tasks_of(request).add_task(write_notification, "between")
-    return _ids(first, jobs.greet.enqueue("ada"), jobs.with_context.enqueue("ctx"))
-
-
-def tasks_fail(request: HttpRequest) -> JsonResponse:
-    from . import jobs
-
-    return _ids(jobs.explode.enqueue("boom"), jobs.add.enqueue(1, 1))
-
-
-def tasks_atomic(request: HttpRequest) -> JsonResponse:
-    from . import jobs
-
-    try:
-        with transaction.atomic():
-            rolled_back = jobs.add.enqueue(4, 4)
-            raise ValueError("validation failed")
-    except ValueError:
-        pass
-    return _ids(rolled_back, jobs.add.enqueue(5, 5))
-
-
-def tasks_raise(request: HttpRequest) -> JsonResponse:
-    from . import jobs
-
-    jobs.add.enqueue(6, 6)
-    raise ValueError("the view failed")
-
-
-async def tasks_aenqueue(request: HttpRequest) -> JsonResponse:
-    """An async view (run by Django through asgiref under WSGI) awaits aenqueue()."""
-    from . import jobs
-
-    return _ids(await jobs.greet.aenqueue("bob"), await jobs.add.aenqueue(20, 22))
-
-
 def missing(request: HttpRequest) -> HttpResponse:
     tasks_of(request).add_task(write_notification, "404")
     raise Http404("no such thing")
@@ -245,8 +195,3 @@ async def async_signup(request: HttpRequest) -> JsonResponse:
     get_background_tasks().add_task(log_signup, "async@b.c")
     tasks_of(request).add_task(send_welcome_email, "async@b.c")
     return JsonResponse({"status": "ok"})
-
-
-def tasks_late(request: HttpRequest) -> JsonResponse:
-    tasks_of(request).add_task(enqueue_later)
-    return JsonResponse({"statuses": []})
