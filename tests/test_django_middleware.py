@@ -293,6 +293,8 @@ def test_offload_mode_runs_the_tasks_on_a_pool_thread(tmp_path: Path) -> None:
         ('{"BACKEND": "os.path"}', "needs a submit(tasks) method, got module"),
         ('{"EXIT_TIMEOUT": "10"}', "['EXIT_TIMEOUT'] must be a number of seconds"),
         ('{"DISCARD_ON_5XX": 1}', "['DISCARD_ON_5XX'] must be True or False, got 1"),
+        ("[]", "settings.BGTASK must be a dict, got list"),
+        ('{"MODE": "inline", "BACKEND": "x.y"}', "['BACKEND'] needs 'MODE': 'backend'"),
     ],
 )
 def test_bad_settings_stop_startup_with_improperly_configured(

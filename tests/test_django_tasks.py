@@ -171,3 +171,15 @@ def test_enqueued_after_its_request_finished_it_still_runs(observed: dict[str, A
     """From a coroutine a request's task left behind: the request's collection is sealed,
     so the task gets a collection of its own, on the pool."""
     assert [(r["status"], r.get("value")) for r in observed["late"]] == [("SUCCESSFUL", 18)]
+
+
+def test_an_async_task_that_raises_is_failed_with_its_error(observed: dict[str, Any]) -> None:
+    (failed,) = observed["/tasks/async-fail"]["results"]
+    assert (failed["status"], failed["errors"]) == ("FAILED", ["builtins.ValueError"])
+    assert failed["traceback_tail"] == "ValueError: async boom"
+
+
+def test_a_return_value_json_cannot_hold_fails_the_task(observed: dict[str, Any]) -> None:
+    """As Django's own backends: the value is normalized to JSON, or the task failed."""
+    (failed,) = observed["/tasks/not-json"]["results"]
+    assert (failed["status"], failed["errors"]) == ("FAILED", ["builtins.TypeError"])

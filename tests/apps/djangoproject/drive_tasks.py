@@ -79,6 +79,8 @@ def main() -> None:
         "/tasks/atomic",
         "/tasks/raise",
         "/tasks/aenqueue",
+        "/tasks/async-fail",
+        "/tasks/not-json",
     ):
         before = len(enqueued)
         response = client.get(path)

@@ -44,3 +44,9 @@ def explode(reason: str) -> None:
 @task()  # type: ignore[untyped-decorator]  # (Any: two possible modules)
 def not_json() -> object:
     return object()
+
+
+@task()  # type: ignore[untyped-decorator]  # (Any: two possible modules)
+async def aexplode(reason: str) -> None:
+    await asyncio.sleep(0)
+    raise ValueError(reason)

@@ -53,3 +53,11 @@ async def tasks_aenqueue(request: HttpRequest) -> JsonResponse:
 def tasks_late(request: HttpRequest) -> JsonResponse:
     views.tasks_of(request).add_task(enqueue_later)
     return JsonResponse({"statuses": []})
+
+
+def tasks_async_fail(request: HttpRequest) -> JsonResponse:
+    return _ids(jobs.aexplode.enqueue("async boom"))
+
+
+def tasks_not_json(request: HttpRequest) -> JsonResponse:
+    return _ids(jobs.not_json.enqueue())

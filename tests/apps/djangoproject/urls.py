@@ -25,6 +25,8 @@ urlpatterns = [
     path("tasks/raise", task_views.tasks_raise),
     path("tasks/aenqueue", task_views.tasks_aenqueue),
     path("tasks/late", task_views.tasks_late),
+    path("tasks/async-fail", task_views.tasks_async_fail),
+    path("tasks/not-json", task_views.tasks_not_json),
     path("missing", views.missing),
     path("connections", views.connections_view),
     path("stream", views.stream),
