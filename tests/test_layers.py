@@ -44,9 +44,15 @@ LAYERS: dict[str, int] = {
             "_progress", "_helpers", "_handoff", "_claim", "_rqconnect", "_rqjob",
             "_celeryjob", "_fallback", "_remote", "rq", "celery",
             "werkzeug", "_flask_config", "_flask_scope", "_flask_views", "flask", "testing",
+            "pytest_plugin", "gunicorn",
+        ],
+        4,
+    ),
+    # 4. Django's integration
+    **dict.fromkeys(
+        [
             "_django_settings", "_django_atomic", "_django_middleware", "_django_tasks",
             "_django_results", "_django_compat", "_django_jobs", "django",
-            "pytest_plugin", "gunicorn",
         ],
         4,
     ),
@@ -54,10 +60,9 @@ LAYERS: dict[str, int] = {
 }  # fmt: skip
 
 #: Integrations never import one another, except Flask building on Werkzeug's support.
-INTEGRATIONS = {
-    "rq", "celery", "werkzeug", "flask", "testing", "pytest_plugin", "gunicorn", "django",
-}  # fmt: skip
+INTEGRATIONS = {"rq", "celery", "werkzeug", "flask", "testing", "pytest_plugin", "gunicorn"}
 ALLOWED_ACROSS = {("flask", "werkzeug"), ("pytest_plugin", "testing")}
+INTEGRATIONS |= {"django"}  # Django's integration, as the others
 
 
 def bgtask_imports(module: str) -> set[str]:
