@@ -32,7 +32,8 @@ current_tasks: Final[contextvars.ContextVar[RequestTasks | None]] = contextvars.
 
 _MISSING: Final = (
     "no bgtask collection here: wrap the WSGI app in bgtask.BackgroundTaskMiddleware "
-    "(Flask: BgTask(app) from bgtask.flask) and call this during a request; inside a "
+    "(Flask: BgTask(app) from bgtask.flask; Django: add 'bgtask.django.BgTaskMiddleware' "
+    "to MIDDLEWARE) and call this during a request; inside a "
     "streaming body generator, pass the request's environ"
 )
 

@@ -144,6 +144,20 @@ class RequestTasks(BackgroundTasks):
             _lifecycle.discarded(task, self, reason)
         return items
 
+    def discard_tasks(self, tasks: Iterable[BackgroundTask], reason: str) -> list[BackgroundTask]:
+        """Drop these pending tasks only (a rolled-back transaction's), announcing each
+        discarded; return those that were still pending. The others keep their order."""
+        dropped = {id(task) for task in tasks}
+        with self._lock:
+            found = [
+                item for item in self._items
+                if isinstance(item, BackgroundTask) and id(item) in dropped
+            ]  # fmt: skip
+            self._items[:] = [item for item in self._items if id(item) not in dropped]
+        for task in found:
+            _lifecycle.discarded(task, self, reason)
+        return found
+
     def take(self) -> RequestTasks:
         """Seal this collection and move what it would run into a new one, in run order.
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from flask.testing import FlaskClient
 
 #: Imported only where a test means to catch it being imported (never by collection).
-collect_ignore = ["apps/import_side_effect.py", "apps/readme_project"]
+collect_ignore = ["apps/import_side_effect.py", "apps/readme_project", "apps/djangoproject"]
 
 
 @pytest.fixture

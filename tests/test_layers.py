@@ -58,6 +58,14 @@ LAYERS: dict[str, int] = {
         ],
         4,
     ),
+    # 4. Django's integration
+    **dict.fromkeys(
+        [
+            "_django_settings", "_django_atomic", "_django_middleware", "_django_tasks",
+            "_django_results", "_django_compat", "_django_jobs", "django",
+        ],
+        4,
+    ),
     "__init__": 5,
 }  # fmt: skip
 
@@ -67,6 +75,7 @@ INTEGRATIONS = {
     "prometheus", "otel",
 }  # fmt: skip
 ALLOWED_ACROSS = {("flask", "werkzeug"), ("pytest_plugin", "testing")}
+INTEGRATIONS |= {"django"}  # Django's integration, as the others
 
 
 def bgtask_imports(module: str) -> set[str]:

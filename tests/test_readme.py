@@ -58,9 +58,11 @@ COVERS = {
     "# yourapp/celery.py": "test_readme_deployed.py::test_celery_snippets_with_real_workers",
     "from yourapp.celery import": "test_readme_deployed.py::test_celery_snippets_with_real_workers",
     "celery -A yourapp.celery": "test_readme_deployed.py::test_celery_snippets_with_real_workers",
-    "# yourproject/wsgi.py": "test_readme.py::test_django_snippets",
+    "pip install 'wsgi-bgtask[django]'": "test_readme.py::test_setup_lines",
+    "# yourproject/settings.py": "test_readme.py::test_django_snippets",
     "# yourapp/views.py": "test_readme.py::test_django_snippets",
-    "# yourapp/middleware.py": "test_readme.py::test_django_snippets",
+    "# yourapp/jobs.py": "test_readme.py::test_django_snippets",
+    "# yourproject/wsgi.py": "test_readme.py::test_django_snippets",
     "import bottle": "test_readme.py::test_bottle_snippet",
     "import falcon": "test_readme.py::test_falcon_snippet",
     "from bgtask.gunicorn import post_worker_init  # noqa: F401 (a gunicorn hook)\n": (
@@ -253,11 +255,13 @@ def test_offload_lines() -> None:
 
 
 def test_django_snippets(readme_project: ScratchProject) -> None:
-    """wsgi.py, views.py and the middleware in a scratch project, with the MIDDLEWARE of a
-    new ``startproject`` (CSRF included), in a subprocess: Django's settings are global."""
-    for marker in ("# yourproject/wsgi.py", "# yourapp/views.py", "# yourapp/middleware.py"):
+    """settings.py's lines (added to what ``startproject`` writes, CSRF included), views.py,
+    jobs.py (django.tasks, or the backport on Django 5.2) and wsgi.py, in a subprocess
+    (Django's settings are global), driven with ``django.test.Client`` and, for wsgi.py,
+    Werkzeug's closing client: every task once, in order, the raising view's discarded."""
+    readme_project.write(block("# yourproject/settings.py"), prefix=DJANGO_SETTINGS)
+    for marker in ("# yourapp/views.py", "# yourapp/jobs.py", "# yourproject/wsgi.py"):
         readme_project.write(block(marker))
-    (readme_project.root / "yourproject" / "settings.py").write_text(DJANGO_SETTINGS)
     (readme_project.root / "yourproject" / "urls.py").write_text(DJANGO_URLS)
     (readme_project.root / "drive.py").write_text(DJANGO_DRIVER)
     result = subprocess.run(
@@ -269,21 +273,24 @@ def test_django_snippets(readme_project: ScratchProject) -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.split() == ["200", "500"]
+    assert result.stdout.split() == ["200", "200", "500", "200"]
     assert [(r["task"], r["email"]) for r in readme_project.ran()] == [
-        ("send_welcome_email", "a@b.c")  # the view that raised queued one too: dropped
-    ]
-    assert "discarded" in result.stderr
+        ("send_welcome_email", "a@b.c"), ("signup", "a@b.c"),  # the helper's, then the job
+        ("send_welcome_email", "a@b.c"),  # resend; the view that raised queued one: dropped
+        ("send_welcome_email", "w@b.c"), ("signup", "w@b.c"),  # through wsgi.py: once each
+    ]  # fmt: skip
+    assert "send_welcome_email discarded: the view raised RuntimeError" in result.stderr
 
 
 DJANGO_SETTINGS = """
 SECRET_KEY = "readme"
 DEBUG = False
-ALLOWED_HOSTS = ["localhost"]
+USE_TZ = True
+ALLOWED_HOSTS = ["localhost", "testserver"]
 ROOT_URLCONF = "yourproject.urls"
 INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth",
                   "django.contrib.sessions", "django.contrib.messages"]
-MIDDLEWARE = [  # what django-admin startproject writes, and the README's middleware
+MIDDLEWARE = [  # what django-admin startproject writes
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -291,9 +298,8 @@ MIDDLEWARE = [  # what django-admin startproject writes, and the README's middle
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "yourapp.middleware.DropBackgroundTasksOnError",
 ]
-DATABASES = {}
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"}}
 LOGGING = {"version": 1, "handlers": {"err": {"class": "logging.StreamHandler"}},
            "loggers": {"bgtask": {"handlers": ["err"], "level": "WARNING"}}}
 """
@@ -302,23 +308,31 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 from yourapp import views
 from yourapp.tasks import send_welcome_email
-from bgtask import get_background_tasks
 
 def broken(request):
-    get_background_tasks(request.META).add_task(send_welcome_email, "broken@b.c")
+    request.background_tasks.add_task(send_welcome_email, "broken@b.c")
     raise RuntimeError("the view failed")
 
-urlpatterns = [path("signup", views.signup), path("broken", csrf_exempt(broken))]
+urlpatterns = [path("signup", views.signup), path("resend", views.resend),
+               path("broken", csrf_exempt(broken))]
 """
 DJANGO_DRIVER = """
-from werkzeug.test import Client
+import django
+
+django.setup()
+from django.test import Client
+from werkzeug.test import Client as WSGIClient
 from bgtask.testing import closing_client
+
+client = Client(raise_request_exception=False)
+for path in ("/signup", "/resend", "/broken"):
+    print(client.post(path, {"email": "a@b.c"}).status_code)
+
 from yourproject.wsgi import application
 
-client = closing_client(Client(application))
-for path in ("/signup", "/broken"):
-    response = client.post(path, data={"email": "a@b.c"}, headers={"Host": "localhost"})
-    print(response.status_code)
+wsgi_client = closing_client(WSGIClient(application))
+response = wsgi_client.post("/signup", data={"email": "w@b.c"}, headers={"Host": "localhost"})
+print(response.status_code)
 """
 
 
