@@ -37,7 +37,9 @@ __all__ = ["add_task_on_commit"]
 
 P = ParamSpec("P")
 
-ROLLED_BACK = "its database transaction did not commit (rolled back, or the session closed)"
+ROLLED_BACK = (
+    "the transaction it was queued in did not commit (it rolled back, or its session closed)"
+)
 STILL_OPEN = "its database transaction had not committed when its turn came"
 
 

@@ -119,8 +119,8 @@ def test_a_task_whose_transaction_did_not_commit_is_discarded_with_a_warning(
     assert queued[0].state == "discarded"
     warnings = [r.getMessage() for r in bgtask_log.records if r.levelno == logging.WARNING]
     assert warnings == [
-        f"background task {__name__}.send_receipt discarded: its database transaction did "
-        "not commit (rolled back, or the session closed)"
+        f"background task {__name__}.send_receipt discarded: the transaction it was queued in "
+        "did not commit (it rolled back, or its session closed)"
     ]
     assert orders(engine) == ([2] if how == "nested-rollback" else [])
 
