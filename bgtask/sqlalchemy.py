@@ -65,6 +65,8 @@ def add_task_on_commit(
     >>> task.state
     'discarded'
     >>> current_tasks.reset(token)
+    >>> session.close()
+    >>> session.bind.dispose()
     """
     own = session() if isinstance(session, scoped_session) else session
     tasks = get_background_tasks()

@@ -453,7 +453,10 @@ def test_on_commit_snippet(tmp_path: Any) -> None:
         "send_receipt": receipts.append,
     }
     exec(block("add_task_on_commit(db.session, send_receipt").text, namespace)  # noqa: S102
-    assert app.test_client().post("/orders", json={"total": 12}).text == "ok"
+    try:
+        assert app.test_client().post("/orders", json={"total": 12}).text == "ok"
+    finally:
+        engine.dispose()  # SQLite's connections closed now, not by the garbage collector
     assert receipts == [1]
 
 
